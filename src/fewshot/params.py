@@ -1,0 +1,151 @@
+"""`params.yaml` parsed once into typed, frozen objects.
+
+An unknown or misspelled key is a `UserError` naming the key and the valid ones, so a typo in
+`dvc exp run -S trian.lr=0.1` fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fewshot.errors import UserError
+
+
+@dataclass(frozen=True)
+class Data:
+    source: str = "emoji"
+    image_folder: str | None = None
+
+
+@dataclass(frozen=True)
+class Curate:
+    image_size: int = 128
+    min_designs: int = 6
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class Episodes:
+    val_episodes: int = 300
+    test_episodes: int = 1000
+
+
+@dataclass(frozen=True)
+class Embed:
+    backbones: list[str] = field(default_factory=lambda: ["efficientnet_lite0"])
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class Train:
+    backbone: str = "efficientnet_lite0"
+    head_dim: int = 256
+    train_n_way: int = 20
+    episodes: int = 1500
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_every: int = 100
+    val_episodes: int = 100
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    ece_bins: int = 15
+    latency_episodes: int = 30
+    latency_warmup: int = 5
+
+
+@dataclass(frozen=True)
+class Tracking:
+    experiment: str = "fewshot"
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 0
+    n_way: int = 5
+    n_shot: int = 1
+    n_query: int = 1
+    data: Data = field(default_factory=Data)
+    curate: Curate = field(default_factory=Curate)
+    episodes: Episodes = field(default_factory=Episodes)
+    embed: Embed = field(default_factory=Embed)
+    train: Train = field(default_factory=Train)
+    evaluate: Evaluate = field(default_factory=Evaluate)
+    tracking: Tracking = field(default_factory=Tracking)
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file.
+
+    Raises:
+        UserError: the file is missing, a key is unknown, or a value has the wrong type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"params file '{path}' not found; run from the repository root")
+    raw = yaml.safe_load(path.read_text()) or {}
+    return from_dict(raw)
+
+
+def from_dict(raw: dict, cls: type = Params, prefix: str = "") -> typing.Any:
+    """Build `cls` from a nested dict, rejecting unknown keys and wrong types.
+
+    >>> from_dict({"n_shot": 5}).n_shot
+    5
+    >>> from_dict({"trian": {}})
+    Traceback (most recent call last):
+    fewshot.errors.UserError: unknown params key 'trian'; valid keys: seed, n_way, n_shot, n_query, data, curate, episodes, embed, train, evaluate, tracking
+    """
+    if not isinstance(raw, dict):
+        raise UserError(f"params section '{prefix.rstrip('.')}' must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            raise UserError(f"unknown params key '{prefix}{key}'; valid keys: {', '.join(names)}")
+    values = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = from_dict(value, hint, f"{prefix}{key}.")
+        else:
+            values[key] = _checked(value, hint, f"{prefix}{key}")
+    return cls(**values)
+
+
+def _checked(value: typing.Any, hint: typing.Any, key: str) -> typing.Any:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for kind in allowed:
+        origin = typing.get_origin(kind) or kind
+        if kind is type(None) and value is None:
+            return None
+        if origin is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if origin is int and isinstance(value, bool):
+            continue
+        if isinstance(value, origin):
+            return value
+    expected = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
+    raise UserError(f"params key '{key}' = {value!r} has the wrong type; expected {expected}")
+
+
+def section(params: Params, *names: str) -> dict:
+    """The named parts of `params` as a flat dict, for logging (`train.lr`, `n_shot`, ...)."""
+    flat: dict = {}
+    for name in names:
+        value = getattr(params, name)
+        if dataclasses.is_dataclass(value):
+            for key, inner in dataclasses.asdict(value).items():
+                flat[f"{name}.{key}"] = inner
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,15 @@
+"""Progress bars that stay readable in logs: frequent on a terminal, every 10 s otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterable, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
+    interval = 0.2 if sys.stderr.isatty() else 10.0
+    return tqdm(items, desc=desc, total=total, mininterval=interval, dynamic_ncols=True)

@@ -1,0 +1,84 @@
+"""Your own data: one sub-folder per class, optional `classes.csv` with descriptions.
+
+```
+my_data/
+  classes.csv          # optional: class_name,description[,category,subcategory]
+  cat/  1.jpg 2.png ...
+  dog/  a.jpg ...
+```
+Each image counts as its own design, so support and query images are always different files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+from fewshot.progress import progress
+
+from fewshot.errors import UserError
+from fewshot.sources import MANIFEST_COLUMNS, SOURCES
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".svg"}
+
+
+@SOURCES.register("image_folder")
+def ingest_image_folder(raw_dir: Path, image_folder: str | None = None, **_: object) -> pd.DataFrame:
+    """Check the folder, copy its images into `raw_dir`, describe them in the manifest."""
+    root = _existing_folder(image_folder)
+    described = _read_class_table(root)
+    rows = []
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise UserError(f"image folder '{root}' has no class sub-folders; expected <folder>/<class>/<images>")
+    for class_dir in progress(class_dirs, "copy classes"):
+        images = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise UserError(f"class folder '{class_dir}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        info = described.get(class_dir.name, {})
+        for image in images:
+            _raise_if_unreadable(image)
+            rel = Path("images") / class_dir.name / image.name
+            (raw_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image, raw_dir / rel)
+            rows.append({
+                "class_id": class_dir.name,
+                "class_name": class_dir.name.replace("_", " "),
+                "description": info.get("description") or class_dir.name.replace("_", " "),
+                "category": info.get("category") or "",
+                "subcategory": info.get("subcategory") or "",
+                "design": image.stem,
+                "path": rel.as_posix(),
+            })
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+def _existing_folder(image_folder: str | None) -> Path:
+    if not image_folder:
+        raise UserError("data.source is 'image_folder' but data.image_folder is not set; expected a folder path")
+    root = Path(image_folder).expanduser()
+    if not root.is_dir():
+        raise UserError(f"image folder '{root}' does not exist; expected a folder with one sub-folder per class")
+    return root
+
+
+def _read_class_table(root: Path) -> dict[str, dict]:
+    table = root / "classes.csv"
+    if not table.exists():
+        return {}
+    frame = pd.read_csv(table, dtype=str).fillna("")
+    if "class_name" not in frame.columns:
+        raise UserError(f"'{table}' has columns {list(frame.columns)}; expected class_name,description")
+    return {row["class_name"]: dict(row) for _, row in frame.iterrows()}
+
+
+def _raise_if_unreadable(image: Path) -> None:
+    if image.suffix.lower() == ".svg":
+        return  # rendered (and checked) by curation
+    try:
+        with Image.open(image) as img:
+            img.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise UserError(f"cannot read image '{image}': {err}") from None

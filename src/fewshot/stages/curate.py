@@ -1,0 +1,67 @@
+"""Stage `curate`: raw images -> validated items and class tables with class-disjoint splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from fewshot import curation
+from fewshot import params as params_lib
+from fewshot.errors import UserError, one_line_errors
+from fewshot.fileio import write_json, write_parquet
+from fewshot.tracking import stage_run
+from fewshot.validation import check_items
+
+RAW = Path("data/raw")
+ITEMS = Path("data/curated/items.parquet")
+CLASSES = Path("data/curated/classes.parquet")
+GATE_METRICS = Path("reports/metrics/curate.json")
+GATE_REPORT = Path("reports/validation/curate.json")
+
+
+@one_line_errors
+def main() -> None:
+    params = params_lib.load()
+    cfg = params.curate
+    _raise_if_bad_fractions(cfg.val_fraction, cfg.test_fraction)
+    manifest = pd.read_csv(RAW / "manifest.csv", dtype=str, keep_default_na=False)
+    with stage_run("curate", params.tracking.experiment) as run:
+        run.log_params(params_lib.section(params, "curate"))
+        items = curation.build_items(manifest, RAW, cfg.image_size)
+        items = curation.keep_classes_with_designs(items, cfg.min_designs)
+        if items.empty:
+            raise UserError(f"no class has curate.min_designs={cfg.min_designs} designs; lower it")
+        split_of = curation.assign_splits(
+            items["class_id"].unique().tolist(), cfg.val_fraction, cfg.test_fraction, cfg.split_seed
+        )
+        items["split"] = items["class_id"].map(split_of)
+        gate = check_items(items, min_items=cfg.min_designs, image_size=cfg.image_size)
+        summary = gate.summary() | _counts(items)
+        write_json(GATE_REPORT, summary)
+        scalars = {k: v for k, v in summary.items() if k != "checks"}
+        write_json(GATE_METRICS, scalars)
+        run.log_metrics(scalars)
+        run.log_artifact(GATE_REPORT)
+        if not gate.success:
+            raise UserError(f"data validation failed: {gate.failure_line()} (see {GATE_REPORT})")
+        write_parquet(ITEMS, items)
+        write_parquet(CLASSES, curation.class_table(items))
+        print(f"curate: {len(items)} items, classes per split "
+              f"{ {s: summary[f'classes_{s}'] for s in ('train', 'val', 'test')} } -> {ITEMS}")
+
+
+def _raise_if_bad_fractions(val: float, test: float) -> None:
+    if val <= 0 or test <= 0 or val + test >= 1:
+        raise UserError(f"curate.val_fraction={val} and test_fraction={test} must be > 0 "
+                        "and sum to < 1 (the rest is train)")
+
+
+def _counts(items: pd.DataFrame) -> dict:
+    per_split = items.groupby("split")["class_id"].nunique()
+    counts = {f"classes_{s}": int(per_split.get(s, 0)) for s in ("train", "val", "test")}
+    return counts | {"items": len(items), "designs": int(items["design"].nunique())}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Stage `embed`: features of every curated image under each frozen pretrained backbone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from fewshot import features
+from fewshot import params as params_lib
+from fewshot.backbones import BACKBONES, embed
+from fewshot.errors import UserError, one_line_errors
+from fewshot.images import decode_batch
+from fewshot.tracking import stage_run
+
+ITEMS = Path("data/curated/items.parquet")
+
+
+@one_line_errors
+def main() -> None:
+    params = params_lib.load()
+    torch.manual_seed(params.seed)
+    items = pd.read_parquet(ITEMS, columns=["item_id", "sha256", "image"])
+    backbones = {name: BACKBONES.create(name) for name in params.embed.backbones}
+    trainable = [name for name, b in backbones.items() if not b.pretrained]
+    if trainable:
+        raise UserError(f"embed.backbones lists {trainable}, which are trained from scratch and "
+                        "cannot be cached; list only pretrained backbones")
+    images = decode_batch(list(items["image"]))
+    with stage_run("embed", params.tracking.experiment) as run:
+        run.log_params(params_lib.section(params, "embed"))
+        for name, backbone in backbones.items():
+            feats = embed(backbone.module, images, params.embed.batch_size, desc=f"embed {name}")
+            features.save(features.path_for(name), items["item_id"], items["sha256"], feats)
+            run.log_metrics({f"{name}_dim": feats.shape[1], f"{name}_items": feats.shape[0]})
+            print(f"embed: {name} {tuple(feats.shape)} -> {features.path_for(name)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Stage `ingest`: bring the configured source's raw images into `data/raw/` with a manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fewshot import params as params_lib
+from fewshot.errors import one_line_errors
+from fewshot.fileio import atomic_dir, project_root
+from fewshot.sources import SOURCES
+from fewshot.tracking import stage_run
+
+RAW = Path("data/raw")
+
+
+@one_line_errors
+def main() -> None:
+    params = params_lib.load()
+    ingest = SOURCES.get(params.data.source)
+    downloads = project_root() / "data" / "downloads"  # shared by `dvc exp --temp` copies
+    with stage_run("ingest", params.tracking.experiment) as run:
+        run.log_params(params_lib.section(params, "data"))
+        with atomic_dir(RAW) as tmp:
+            manifest = ingest(raw_dir=tmp, downloads=downloads, image_folder=params.data.image_folder)
+            manifest.to_csv(tmp / "manifest.csv", index=False)
+        per_design = manifest.groupby("design").size()
+        run.log_metrics({"images": len(manifest), "classes": manifest["class_id"].nunique()})
+        run.log_metrics({f"images_{design}": n for design, n in per_design.items()})
+        print(f"ingest: {len(manifest)} images of {manifest['class_id'].nunique()} classes "
+              f"in {len(per_design)} designs -> {RAW}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Episodic training and scoring, shared by the train and evaluate stages."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from fewshot import episodes as episodes_lib
+from fewshot import features
+from fewshot.images import decode_batch
+from fewshot.methods.base import FewShotMethod
+from fewshot.progress import progress
+
+
+class ItemInputs:
+    """Model inputs of items addressed by `item_id`: cached features, or uint8 images."""
+
+    def __init__(self, items: pd.DataFrame, backbone: str, pretrained: bool):
+        if pretrained:
+            self.tensor = features.load_for(items, backbone)
+        else:
+            self.tensor = torch.from_numpy(decode_batch(list(items["image"])))
+        self._row = {item: i for i, item in enumerate(items["item_id"])}
+
+    def episode(self, support: pd.DataFrame, query: pd.DataFrame):
+        """(support inputs, support labels, query inputs, query labels) of one episode."""
+        take = lambda rows: self.tensor[[self._row[i] for i in rows["item_id"]]]  # noqa: E731
+        labels = lambda rows: torch.as_tensor(rows["label"].to_numpy())  # noqa: E731
+        return take(support), labels(support), take(query), labels(query)
+
+
+def episode_logits(method: FewShotMethod, xs, ys, xq) -> torch.Tensor:
+    method.process_support_set(xs, ys)
+    return method(xq)
+
+
+@torch.no_grad()
+def score(method: FewShotMethod, inputs: ItemInputs, table: pd.DataFrame) -> list[dict]:
+    """Per episode: query labels and softmax probabilities (N_q, n_way)."""
+    method.eval()
+    results = []
+    for support, query in episodes_lib.iter_episodes(table):
+        xs, ys, xq, yq = inputs.episode(support, query)
+        probs = episode_logits(method, xs, ys, xq).softmax(dim=1)
+        results.append({"labels": yq.numpy(), "probs": probs.numpy()})
+    return results
+
+
+def mean_accuracy(results: list[dict]) -> float:
+    return float(np.mean([np.mean(r["probs"].argmax(1) == r["labels"]) for r in results]))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    episodes: int
+    lr: float
+    weight_decay: float
+    val_every: int
+
+
+def train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.EpisodeSampler,
+          cfg: TrainConfig, val_table: pd.DataFrame, seed: int,
+          log: Callable[[dict, int], None]) -> tuple[dict, float, int]:
+    """Train on sampled episodes; keep the state with the best val-episode accuracy.
+
+    Returns:
+        (best state dict, its val accuracy, the episode it was reached at; 0 = untrained).
+    """
+    best_acc, best_step = mean_accuracy(score(method, inputs, val_table)), 0
+    best_state = copy.deepcopy(method.state_dict())
+    log({"val_accuracy": best_acc}, 0)
+    trainable = [p for p in method.parameters() if p.requires_grad]
+    if cfg.episodes == 0 or not trainable:
+        return best_state, best_acc, best_step
+    optimiser = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.episodes)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for step in progress(range(1, cfg.episodes + 1), "train episodes"):
+        method.train()
+        rows = pd.DataFrame(sampler.sample(rng), columns=episodes_lib.COLUMNS[1:])
+        xs, ys, xq, yq = inputs.episode(rows[rows.role == "support"], rows[rows.role == "query"])
+        loss = nn.functional.cross_entropy(episode_logits(method, xs, ys, xq), yq)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(loss.item())
+        if step % cfg.val_every == 0 or step == cfg.episodes:
+            acc = mean_accuracy(score(method, inputs, val_table))
+            log({"train_loss": float(np.mean(losses)), "val_accuracy": acc}, step)
+            losses = []
+            if acc > best_acc:
+                best_acc, best_step, best_state = acc, step, copy.deepcopy(method.state_dict())
+    return best_state, best_acc, best_step

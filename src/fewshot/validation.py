@@ -1,0 +1,92 @@
+"""The Great Expectations gate on the curated items table."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+
+from fewshot.images import decode
+
+REQUIRED_COLUMNS = ["item_id", "class_id", "class_name", "description", "design", "split",
+                    "image", "sha256"]
+SPLITS = ["train", "val", "test"]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    success: bool
+    checks: list[dict]  # one per expectation: name, column, success, unexpected count
+
+    def summary(self) -> dict:
+        failed = [c for c in self.checks if not c["success"]]
+        return {"success": self.success, "expectations": len(self.checks),
+                "failed": len(failed), "checks": self.checks}
+
+    def failure_line(self) -> str:
+        failed = [f"{c['expectation']}({c['column']}: {c['unexpected']} bad rows)"
+                  for c in self.checks if not c["success"]]
+        return "; ".join(failed)
+
+
+def check_items(items: pd.DataFrame, min_items: int, image_size: int) -> GateResult:
+    """Run the curation expectations on `items` (one row per image, with decoded shapes).
+
+    Expectations: required columns present and non-null; item ids unique; split in train/val/test;
+    every class in exactly one split; every class has >= `min_items` items; every image decodes to
+    (`image_size`, `image_size`, 3).
+    """
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    frame = _with_derived_columns(items)
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (ctx.data_sources.add_pandas("curated").add_dataframe_asset("items")
+             .add_batch_definition_whole_dataframe("all"))
+    suite = ctx.suites.add(gx.ExpectationSuite(name="curated_items"))
+    for expectation in _expectations(gx, min_items, image_size):
+        suite.add_expectation(expectation)
+    result = ctx.validation_definitions.add(
+        gx.ValidationDefinition(name="curated_items", data=batch, suite=suite)
+    ).run(batch_parameters={"dataframe": frame})
+    checks = [_check_row(r.to_json_dict()) for r in result.results]
+    return GateResult(success=bool(result.success), checks=checks)
+
+
+def _expectations(gx, min_items: int, image_size: int) -> list:
+    e = gx.expectations
+    found = [e.ExpectColumnToExist(column=c) for c in REQUIRED_COLUMNS]
+    not_null = [e.ExpectColumnValuesToNotBeNull(column=c) for c in REQUIRED_COLUMNS]
+    return found + not_null + [
+        e.ExpectColumnValuesToBeUnique(column="item_id"),
+        e.ExpectColumnValuesToBeInSet(column="split", value_set=SPLITS),
+        e.ExpectColumnValuesToBeBetween(column="splits_of_class", min_value=1, max_value=1),
+        e.ExpectColumnValuesToBeBetween(column="items_of_class", min_value=min_items),
+        e.ExpectColumnValuesToBeBetween(column="image_height", min_value=image_size, max_value=image_size),
+        e.ExpectColumnValuesToBeBetween(column="image_width", min_value=image_size, max_value=image_size),
+        e.ExpectColumnValuesToBeBetween(column="image_channels", min_value=3, max_value=3),
+    ]
+
+
+def _with_derived_columns(items: pd.DataFrame) -> pd.DataFrame:
+    frame = items.copy()
+    shapes = [decode(png).shape if isinstance(png, bytes) else (0, 0, 0) for png in items["image"]]
+    frame["image_height"], frame["image_width"], frame["image_channels"] = zip(*shapes)
+    by_class = items.groupby("class_id")
+    frame["splits_of_class"] = by_class["split"].transform("nunique")
+    frame["items_of_class"] = by_class["item_id"].transform("size")
+    return frame
+
+
+def _check_row(result: dict) -> dict:
+    config = result["expectation_config"]
+    stats = result.get("result") or {}
+    return {
+        "expectation": config["type"],
+        "column": config["kwargs"].get("column", ""),
+        "success": bool(result["success"]),
+        "unexpected": int(stats.get("unexpected_count") or 0),
+    }
