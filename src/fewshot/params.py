@@ -74,6 +74,7 @@ class Params:
     n_way: int = 5
     n_shot: int = 1
     n_query: int = 1
+    methods: list[str] = field(default_factory=lambda: ["protonet"])
     data: Data = field(default_factory=Data)
     curate: Curate = field(default_factory=Curate)
     episodes: Episodes = field(default_factory=Episodes)
@@ -103,7 +104,7 @@ def from_dict(raw: dict, cls: type = Params, prefix: str = "") -> typing.Any:
     5
     >>> from_dict({"trian": {}})
     Traceback (most recent call last):
-    fewshot.errors.UserError: unknown params key 'trian'; valid keys: seed, n_way, n_shot, n_query, data, curate, episodes, embed, train, evaluate, tracking
+    fewshot.errors.UserError: unknown params key 'trian'; valid keys: seed, n_way, n_shot, n_query, methods, data, curate, episodes, embed, train, evaluate, tracking
     """
     if not isinstance(raw, dict):
         raise UserError(f"params section '{prefix.rstrip('.')}' must be a mapping, got {raw!r}")

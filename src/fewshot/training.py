@@ -30,9 +30,14 @@ class ItemInputs:
 
     def episode(self, support: pd.DataFrame, query: pd.DataFrame):
         """(support inputs, support labels, query inputs, query labels) of one episode."""
-        take = lambda rows: self.tensor[[self._row[i] for i in rows["item_id"]]]  # noqa: E731
-        labels = lambda rows: torch.as_tensor(rows["label"].to_numpy())  # noqa: E731
-        return take(support), labels(support), take(query), labels(query)
+        return (self._take(support), _labels(support), self._take(query), _labels(query))
+
+    def _take(self, rows: pd.DataFrame) -> torch.Tensor:
+        return self.tensor[[self._row[i] for i in rows["item_id"]]]
+
+
+def _labels(rows: pd.DataFrame) -> torch.Tensor:
+    return torch.tensor(rows["label"].to_numpy(), dtype=torch.long)
 
 
 def episode_logits(method: FewShotMethod, xs, ys, xq) -> torch.Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from fewshot import episodes as episodes_lib
 from fewshot import models
 from fewshot import params as params_lib
 from fewshot.errors import UserError, one_line_errors
-from fewshot.methods import METHODS
+from fewshot.methods import method_from_argv
 from fewshot.tracking import stage_run
 from fewshot.training import ItemInputs, TrainConfig, train
 
@@ -24,7 +23,7 @@ MODELS = Path("data/models")
 
 @one_line_errors
 def main() -> None:
-    method_name = _method_from_argv()
+    method_name = method_from_argv("train")
     params = params_lib.load()
     cfg = params.train
     torch.manual_seed(params.seed)
@@ -58,13 +57,6 @@ def main() -> None:
                          "train_seconds": seconds})
         print(f"train@{method_name}: best val accuracy {best_acc:.4f} at episode {best_step} "
               f"({seconds:.0f} s) -> {MODELS / method_name / 'model.pt'}")
-
-
-def _method_from_argv() -> str:
-    if len(sys.argv) != 2:
-        raise UserError(f"usage: python -m fewshot.stages.train METHOD (one of {METHODS.names()})")
-    METHODS.get(sys.argv[1])  # fails listing the valid names
-    return sys.argv[1]
 
 
 if __name__ == "__main__":

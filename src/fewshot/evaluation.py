@@ -1,0 +1,66 @@
+"""Pooling per-episode results into the reported metrics, and timing a method from pixels."""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fewshot import metrics
+from fewshot.episodes import iter_episodes
+from fewshot.methods.base import FewShotMethod
+from fewshot.training import ItemInputs, episode_logits
+
+
+def summarise(results: list[dict], n_bins: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """(metrics, per-episode records, reliability bins) of scored episodes."""
+    per_episode = np.array([np.mean(r["probs"].argmax(1) == r["labels"]) for r in results])
+    probs = np.concatenate([r["probs"] for r in results])
+    labels = np.concatenate([r["labels"] for r in results])
+    mean, half = metrics.mean_ci95(per_episode)
+    summary = {
+        "accuracy": mean, "accuracy_ci95": half,
+        "ece": metrics.expected_calibration_error(probs, labels, n_bins),
+        "nll": metrics.negative_log_likelihood(probs, labels),
+        "brier": metrics.brier_score(probs, labels),
+        "episodes": len(results), "queries": len(labels),
+    }
+    records = pd.DataFrame({"episode_id": np.arange(len(results)), "accuracy": per_episode,
+                            "mean_confidence": [r["probs"].max(1).mean() for r in results]})
+    return summary, records, metrics.reliability_bins(probs, labels, n_bins)
+
+
+@torch.no_grad()
+def time_from_pixels(method: FewShotMethod, images: ItemInputs, table: pd.DataFrame,
+                     n_episodes: int, warmup: int) -> dict:
+    """Support-set processing per episode and single-query prediction, both from decoded images.
+
+    The first `warmup` episodes are run but not timed.
+    """
+    method.eval()
+    support_ms, query_ms = [], []
+    for index, (support, query) in enumerate(iter_episodes(table)):
+        if index >= n_episodes + warmup:
+            break
+        xs, ys, xq, _ = images.episode(support, query)
+        start = time.perf_counter()
+        method.process_support_set(xs, ys)
+        after_support = time.perf_counter()
+        per_query = []
+        for q in range(len(xq)):
+            t0 = time.perf_counter()
+            method(xq[q : q + 1])
+            per_query.append((time.perf_counter() - t0) * 1000)
+        if index >= warmup:
+            support_ms.append((after_support - start) * 1000)
+            query_ms += per_query
+    timing = {f"support_{k}": v for k, v in metrics.latency_summary(support_ms).items()}
+    timing |= {f"query_{k}": v for k, v in metrics.latency_summary(query_ms).items()}
+    return timing | {"timed_episodes": len(support_ms)}
+
+
+def device_name() -> str:
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
