@@ -139,6 +139,18 @@ def _checked(value: typing.Any, hint: typing.Any, key: str) -> typing.Any:
     raise UserError(f"params key '{key}' = {value!r} has the wrong type; expected {expected}")
 
 
+def merged(base: dict, override: dict) -> dict:
+    """`base` with `override`'s keys replaced, section by section (a preset holds only what it changes).
+
+    >>> merged({"n_way": 5, "train": {"lr": 0.1, "episodes": 9}}, {"train": {"lr": 0.2}})
+    {'n_way': 5, 'train': {'lr': 0.2, 'episodes': 9}}
+    """
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
 def section(params: Params, *names: str) -> dict:
     """The named parts of `params` as a flat dict, for logging (`train.lr`, `n_shot`, ...)."""
     flat: dict = {}

@@ -1,0 +1,15 @@
+# The two commands of the README: `make repro` (the pipeline) and `make test` (the test suite).
+# Both set up .venv first (pinned requirements, skipped when already up to date).
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup repro test
+setup:
+	@bash scripts/setup.sh
+
+repro: setup
+	dvc repro
+
+test: setup
+	python -m pytest

