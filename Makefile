@@ -12,4 +12,5 @@ repro: setup
 	dvc repro
 
 test: setup
+	ruff check src tests
 	python -m pytest

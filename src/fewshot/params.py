@@ -102,9 +102,9 @@ def from_dict(raw: dict, cls: type = Params, prefix: str = "") -> typing.Any:
 
     >>> from_dict({"n_shot": 5}).n_shot
     5
-    >>> from_dict({"trian": {}})
+    >>> from_dict({"trian": {}})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    fewshot.errors.UserError: unknown params key 'trian'; valid keys: seed, n_way, n_shot, n_query, methods, data, curate, episodes, embed, train, evaluate, tracking
+    fewshot.errors.UserError: unknown params key 'trian'; valid keys: seed, n_way, ..., train, ...
     """
     if not isinstance(raw, dict):
         raise UserError(f"params section '{prefix.rstrip('.')}' must be a mapping, got {raw!r}")

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from fewshot.fileio import project_root
 
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 

@@ -74,7 +74,7 @@ def _expectations(gx, min_items: int, image_size: int) -> list:
 def _with_derived_columns(items: pd.DataFrame) -> pd.DataFrame:
     frame = items.copy()
     shapes = [decode(png).shape if isinstance(png, bytes) else (0, 0, 0) for png in items["image"]]
-    frame["image_height"], frame["image_width"], frame["image_channels"] = zip(*shapes)
+    frame["image_height"], frame["image_width"], frame["image_channels"] = zip(*shapes, strict=True)
     by_class = items.groupby("class_id")
     frame["splits_of_class"] = by_class["split"].transform("nunique")
     frame["items_of_class"] = by_class["item_id"].transform("size")

@@ -11,7 +11,8 @@ METHODS = Registry("method")
 def method_from_argv(stage: str) -> str:
     """The method a `train@<method>`/`evaluate@<method>` stage runs, checked against the registry."""
     if len(sys.argv) != 2:
-        raise UserError(f"usage: python -m fewshot.stages.{stage} METHOD (one of {', '.join(METHODS.names())})")
+        names = ", ".join(METHODS.names())
+        raise UserError(f"usage: python -m fewshot.stages.{stage} METHOD (one of {names})")
     METHODS.get(sys.argv[1])  # fails listing the valid names
     return sys.argv[1]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from fewshot.progress import progress
 
 from fewshot.errors import UserError
+from fewshot.progress import progress
 from fewshot.sources import MANIFEST_COLUMNS, SOURCES
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".svg"}
@@ -36,7 +36,8 @@ def ingest_image_folder(raw_dir: Path, image_folder: str | None = None, **_: obj
     for class_dir in progress(class_dirs, "copy classes"):
         images = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
-            raise UserError(f"class folder '{class_dir}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+            raise UserError(f"class folder '{class_dir}' holds no images ({kinds})")
         info = described.get(class_dir.name, {})
         for image in images:
             _raise_if_unreadable(image)
@@ -57,10 +58,12 @@ def ingest_image_folder(raw_dir: Path, image_folder: str | None = None, **_: obj
 
 def _existing_folder(image_folder: str | None) -> Path:
     if not image_folder:
-        raise UserError("data.source is 'image_folder' but data.image_folder is not set; expected a folder path")
+        raise UserError("data.source is 'image_folder' but data.image_folder is not set; "
+                        "expected a folder path")
     root = Path(image_folder).expanduser()
     if not root.is_dir():
-        raise UserError(f"image folder '{root}' does not exist; expected a folder with one sub-folder per class")
+        raise UserError(f"image folder '{root}' does not exist; "
+                        "expected a folder with one sub-folder per class")
     return root
 
 

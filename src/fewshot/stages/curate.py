@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
-from fewshot import curation
+from fewshot import curation, paths
 from fewshot import params as params_lib
 from fewshot.errors import UserError, one_line_errors
 from fewshot.fileio import write_json, write_parquet
 from fewshot.tracking import stage_run
 from fewshot.validation import check_items
 
-RAW = Path("data/raw")
-ITEMS = Path("data/curated/items.parquet")
-CLASSES = Path("data/curated/classes.parquet")
-GATE_METRICS = Path("reports/metrics/curate.json")
-GATE_REPORT = Path("reports/validation/curate.json")
+GATE_METRICS = paths.METRICS / "curate.json"
+GATE_REPORT = paths.VALIDATION / "curate.json"
 
 
 @one_line_errors
@@ -25,10 +20,10 @@ def main() -> None:
     params = params_lib.load()
     cfg = params.curate
     _raise_if_bad_fractions(cfg.val_fraction, cfg.test_fraction)
-    manifest = pd.read_csv(RAW / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest = pd.read_csv(paths.RAW / "manifest.csv", dtype=str, keep_default_na=False)
     with stage_run("curate", params.tracking.experiment) as run:
         run.log_params(params_lib.section(params, "curate"))
-        items = curation.build_items(manifest, RAW, cfg.image_size)
+        items = curation.build_items(manifest, paths.RAW, cfg.image_size)
         items = curation.keep_classes_with_designs(items, cfg.min_designs)
         if items.empty:
             raise UserError(f"no class has curate.min_designs={cfg.min_designs} designs; lower it")
@@ -45,10 +40,10 @@ def main() -> None:
         run.log_artifact(GATE_REPORT)
         if not gate.success:
             raise UserError(f"data validation failed: {gate.failure_line()} (see {GATE_REPORT})")
-        write_parquet(ITEMS, items)
-        write_parquet(CLASSES, curation.class_table(items))
+        write_parquet(paths.ITEMS, items)
+        write_parquet(paths.CLASSES, curation.class_table(items))
         print(f"curate: {len(items)} items, classes per split "
-              f"{ {s: summary[f'classes_{s}'] for s in ('train', 'val', 'test')} } -> {ITEMS}")
+              f"{ {s: summary[f'classes_{s}'] for s in ('train', 'val', 'test')} } -> {paths.ITEMS}")
 
 
 def _raise_if_bad_fractions(val: float, test: float) -> None:

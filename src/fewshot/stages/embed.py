@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import torch
 
-from fewshot import features
+from fewshot import features, paths
 from fewshot import params as params_lib
 from fewshot.backbones import BACKBONES, embed
 from fewshot.errors import UserError, one_line_errors
 from fewshot.images import decode_batch
 from fewshot.tracking import stage_run
 
-ITEMS = Path("data/curated/items.parquet")
-
 
 @one_line_errors
 def main() -> None:
     params = params_lib.load()
     torch.manual_seed(params.seed)
-    items = pd.read_parquet(ITEMS, columns=["item_id", "sha256", "image"])
+    items = pd.read_parquet(paths.ITEMS, columns=["item_id", "sha256", "image"])
     backbones = {name: BACKBONES.create(name) for name in params.embed.backbones}
     trainable = [name for name, b in backbones.items() if not b.pretrained]
     if trainable:

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
-from fewshot import episodes
+from fewshot import episodes, paths
 from fewshot import params as params_lib
 from fewshot.errors import one_line_errors
 from fewshot.fileio import atomic_dir
 from fewshot.tracking import stage_run
-
-ITEMS = Path("data/curated/items.parquet")
-OUT = Path("data/episodes")
 
 
 @one_line_errors
 def main() -> None:
     params = params_lib.load()
     spec = episodes.EpisodeSpec(params.n_way, params.n_shot, params.n_query)
-    items = pd.read_parquet(ITEMS, columns=["item_id", "class_id", "design", "split"])
+    items = pd.read_parquet(paths.ITEMS, columns=["item_id", "class_id", "design", "split"])
     counts = {"val": params.episodes.val_episodes, "test": params.episodes.test_episodes}
     # Build both samplers first so an impossible request fails before anything is written.
     samplers = {s: episodes.EpisodeSampler(items[items["split"] == s], spec, s) for s in counts}
@@ -30,7 +25,7 @@ def main() -> None:
     tags = {"episodes_hash": hashes["test"], "val_episodes_hash": hashes["val"]}
     with stage_run("episodes", params.tracking.experiment, tags) as run:
         run.log_params(params_lib.section(params, "seed", "n_way", "n_shot", "n_query", "episodes"))
-        with atomic_dir(OUT) as tmp:
+        with atomic_dir(paths.EPISODES) as tmp:
             for split, table in tables.items():
                 table.to_parquet(tmp / f"{split}.parquet", index=False)
             (tmp / "hashes.txt").write_text("".join(f"{s} {h}\n" for s, h in hashes.items()))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import torch
 
 from fewshot import episodes as episodes_lib
-from fewshot import models
+from fewshot import models, paths
 from fewshot import params as params_lib
 from fewshot.errors import UserError, one_line_errors
 from fewshot.evaluation import device_name, summarise, time_from_pixels
@@ -17,44 +15,38 @@ from fewshot.methods import method_from_argv
 from fewshot.tracking import stage_run
 from fewshot.training import ItemInputs, score
 
-ITEMS = Path("data/curated/items.parquet")
-EPISODES = Path("data/episodes")
-MODELS = Path("data/models")
-METRICS = Path("reports/metrics")
-PLOTS = Path("reports/plots")
-
 
 @one_line_errors
 def main() -> None:
     method_name = method_from_argv("evaluate")
     params = params_lib.load()
     torch.manual_seed(params.seed)
-    hashes = episodes_lib.read_hashes(EPISODES)
-    method, info = models.load(MODELS / method_name / "model.pt", on_features=True)
+    hashes = episodes_lib.read_hashes(paths.EPISODES)
+    method, info = models.load(paths.model_file(method_name), on_features=True)
     if info["episodes_hash"] != hashes["test"]:
         raise UserError(f"model {method_name} was trained against episodes {info['episodes_hash'][:12]} "
                         f"but the test file is {hashes['test'][:12]}; re-run train@{method_name}")
-    items = pd.read_parquet(ITEMS)
+    items = pd.read_parquet(paths.ITEMS)
     test_items = items[items["split"] == "test"].reset_index(drop=True)
-    table = pd.read_parquet(EPISODES / "test.parquet")
+    table = pd.read_parquet(paths.EPISODES / "test.parquet")
     backbone = info["spec"]["backbone"]
     tags = {"method": method_name, "backbone": backbone, "episodes_hash": hashes["test"]}
     with stage_run(f"evaluate@{method_name}", params.tracking.experiment, tags) as run:
         run.log_params(params_lib.section(params, "n_way", "n_shot", "n_query", "evaluate"))
         results = score(method, ItemInputs(test_items, backbone, info["pretrained"]), table)
         summary, records, reliability = summarise(results, params.evaluate.ece_bins)
-        pixel_method, _ = models.load(MODELS / method_name / "model.pt", on_features=False)
+        pixel_method, _ = models.load(paths.model_file(method_name), on_features=False)
         timing = time_from_pixels(pixel_method, ItemInputs(test_items, backbone, pretrained=False),
                                   table, params.evaluate.latency_episodes, params.evaluate.latency_warmup)
         report = {"method": method_name, "backbone": backbone, "n_way": params.n_way,
                   "n_shot": params.n_shot, "n_query": params.n_query, "device": device_name(),
                   "episodes_hash": hashes["test"]} | summary | {"latency": timing}
-        write_json(METRICS / f"{method_name}.json", report)
-        write_csv(PLOTS / method_name / "episodes.csv", records)
-        write_csv(PLOTS / method_name / "reliability.csv", reliability)
+        write_json(paths.METRICS / f"{method_name}.json", report)
+        write_csv(paths.PLOTS / method_name / "episodes.csv", records)
+        write_csv(paths.PLOTS / method_name / "reliability.csv", reliability)
         run.log_metrics(summary | timing)
-        run.log_artifact(METRICS / f"{method_name}.json")
-        run.log_artifact(PLOTS / method_name, folder="plots")
+        run.log_artifact(paths.METRICS / f"{method_name}.json")
+        run.log_artifact(paths.PLOTS / method_name, folder="plots")
         print(f"evaluate@{method_name}: accuracy {summary['accuracy']:.4f} ± "
               f"{summary['accuracy_ci95']:.4f}, ECE {summary['ece']:.4f}, query p50 "
               f"{timing['query_p50_ms']:.1f} ms on {report['device']}")

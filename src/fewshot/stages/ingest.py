@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fewshot import params as params_lib
+from fewshot import paths
 from fewshot.errors import one_line_errors
 from fewshot.fileio import atomic_dir, project_root
 from fewshot.sources import SOURCES
 from fewshot.tracking import stage_run
-
-RAW = Path("data/raw")
 
 
 @one_line_errors
@@ -20,14 +17,14 @@ def main() -> None:
     downloads = project_root() / "data" / "downloads"  # shared by `dvc exp --temp` copies
     with stage_run("ingest", params.tracking.experiment) as run:
         run.log_params(params_lib.section(params, "data"))
-        with atomic_dir(RAW) as tmp:
+        with atomic_dir(paths.RAW) as tmp:
             manifest = ingest(raw_dir=tmp, downloads=downloads, image_folder=params.data.image_folder)
             manifest.to_csv(tmp / "manifest.csv", index=False)
         per_design = manifest.groupby("design").size()
         run.log_metrics({"images": len(manifest), "classes": manifest["class_id"].nunique()})
         run.log_metrics({f"images_{design}": n for design, n in per_design.items()})
         print(f"ingest: {len(manifest)} images of {manifest['class_id'].nunique()} classes "
-              f"in {len(per_design)} designs -> {RAW}")
+              f"in {len(per_design)} designs -> {paths.RAW}")
 
 
 if __name__ == "__main__":

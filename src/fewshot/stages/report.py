@@ -11,15 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from fewshot import params as params_lib  # noqa: E402
+from fewshot import params as params_lib
+from fewshot import paths  # noqa: E402
 from fewshot.errors import UserError, one_line_errors  # noqa: E402
 from fewshot.fileio import atomic_path  # noqa: E402
 from fewshot.tracking import stage_run  # noqa: E402
-
-METRICS = Path("reports/metrics")
-PLOTS = Path("reports/plots")
-FIGURES = Path("reports/figures")
-REPORT = Path("reports/report.md")
 
 
 @one_line_errors
@@ -32,23 +28,23 @@ def main() -> None:
             "episode_accuracy": _episode_accuracy_figure(results),
             "latency": _latency_figure(results),
         }
-        with atomic_path(REPORT) as tmp:
+        with atomic_path(paths.REPORT) as tmp:
             tmp.write_text(_markdown(results, figures))
-        for path in [REPORT, *figures.values()]:
+        for path in [paths.REPORT, *figures.values()]:
             run.log_artifact(path, folder="report")
-        print(f"report: {len(results)} method(s) -> {REPORT}")
+        print(f"report: {len(results)} method(s) -> {paths.REPORT}")
 
 
 def _method_results(methods: list[str]) -> dict[str, dict]:
-    missing = [m for m in methods if not (METRICS / f"{m}.json").exists()]
+    missing = [m for m in methods if not (paths.METRICS / f"{m}.json").exists()]
     if missing or not methods:
-        raise UserError(f"no metrics for methods {missing or methods} in {METRICS}; "
+        raise UserError(f"no metrics for methods {missing or methods} in {paths.METRICS}; "
                         "run their evaluate stages first")
-    return {m: json.loads((METRICS / f"{m}.json").read_text()) for m in methods}
+    return {m: json.loads((paths.METRICS / f"{m}.json").read_text()) for m in methods}
 
 
 def _save(fig: plt.Figure, name: str) -> Path:
-    path = FIGURES / f"{name}.png"
+    path = paths.FIGURES / f"{name}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -59,7 +55,7 @@ def _reliability_figure(results: dict) -> Path:
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
     for name, r in results.items():
-        bins = pd.read_csv(PLOTS / name / "reliability.csv").dropna()
+        bins = pd.read_csv(paths.PLOTS / name / "reliability.csv").dropna()
         ax.plot(bins["confidence"], bins["accuracy"], marker="o", label=f"{name} (ECE {r['ece']:.3f})")
     ax.set(xlabel="confidence (top-label probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title="Reliability on test episodes")
@@ -70,7 +66,7 @@ def _reliability_figure(results: dict) -> Path:
 def _episode_accuracy_figure(results: dict) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name in results:
-        accuracy = pd.read_csv(PLOTS / name / "episodes.csv")["accuracy"]
+        accuracy = pd.read_csv(paths.PLOTS / name / "episodes.csv")["accuracy"]
         ax.hist(accuracy, bins=20, range=(0, 1), alpha=0.6, label=name)
     ax.set(xlabel="episode accuracy", ylabel="episodes", title="Per-episode accuracy")
     ax.legend(fontsize=8)
@@ -85,8 +81,8 @@ def _latency_figure(results: dict) -> Path:
         p95 = [results[n]["latency"][f"{key}_p95_ms"] for n in names]
         xs = [i + offset * 0.4 for i in range(len(names))]
         ax.bar(xs, p50, width=0.4, label=f"{label} p50")
-        ax.errorbar(xs, p50, yerr=[[0] * len(p50), [b - a for a, b in zip(p50, p95)]], fmt="none",
-                    ecolor="black", capsize=3)
+        upper = [b - a for a, b in zip(p50, p95, strict=True)]
+        ax.errorbar(xs, p50, yerr=[[0] * len(p50), upper], fmt="none", ecolor="black", capsize=3)
     ax.set_xticks([i + 0.2 for i in range(len(names))], names)
     ax.set(ylabel="milliseconds (bar p50, whisker p95)", title="Latency from pixels")
     ax.legend(fontsize=8)
@@ -100,7 +96,8 @@ def _markdown(results: dict, figures: dict[str, Path]) -> str:
         f"{first['n_way']}-way {first['n_shot']}-shot, {first['n_query']} query per class; "
         f"{first['episodes']} test episodes (file hash `{first['episodes_hash'][:12]}`); "
         f"device: {first['device']}.", "",
-        "| method | backbone | accuracy ± 95% CI | ECE | NLL | Brier | support p50 / p95 ms | query p50 / p95 ms |",
+        "| method | backbone | accuracy ± 95% CI | ECE | NLL | Brier "
+        "| support p50 / p95 ms | query p50 / p95 ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
@@ -108,12 +105,13 @@ def _markdown(results: dict, figures: dict[str, Path]) -> str:
         lines.append(
             f"| {name} | {r['backbone']} | {r['accuracy']:.4f} ± {r['accuracy_ci95']:.4f} | "
             f"{r['ece']:.4f} | {r['nll']:.4f} | {r['brier']:.4f} | "
-            f"{t['support_p50_ms']:.1f} / {t['support_p95_ms']:.1f} | {t['query_p50_ms']:.1f} / {t['query_p95_ms']:.1f} |")
+            f"{t['support_p50_ms']:.1f} / {t['support_p95_ms']:.1f} | "
+            f"{t['query_p50_ms']:.1f} / {t['query_p95_ms']:.1f} |")
     lines += ["", "The CI is 1.96 · std(ddof=1) / √episodes over per-episode accuracies; ECE uses "
               "15 equal-width bins pooled over all query predictions; latency is measured from "
               "decoded pixels after warm-up episodes.", ""]
     for title, path in figures.items():
-        lines += [f"![{title}]({path.relative_to(REPORT.parent).as_posix()})", ""]
+        lines += [f"![{title}]({path.relative_to(paths.REPORT.parent).as_posix()})", ""]
     return "\n".join(lines)
 
 

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
 
 from fewshot import episodes as episodes_lib
-from fewshot import models
+from fewshot import models, paths
 from fewshot import params as params_lib
-from fewshot.errors import UserError, one_line_errors
+from fewshot.errors import one_line_errors
 from fewshot.methods import method_from_argv
 from fewshot.tracking import stage_run
 from fewshot.training import ItemInputs, TrainConfig, train
-
-ITEMS = Path("data/curated/items.parquet")
-EPISODES = Path("data/episodes")
-MODELS = Path("data/models")
 
 
 @one_line_errors
@@ -29,16 +24,16 @@ def main() -> None:
     torch.manual_seed(params.seed)
     spec = models.ModelSpec(method_name, cfg.backbone, cfg.head_dim)
     method, pretrained = models.build(spec, on_features=True)
-    items = pd.read_parquet(ITEMS)
+    items = pd.read_parquet(paths.ITEMS)
     train_items = items[items["split"].isin(["train", "val"])].reset_index(drop=True)
     inputs = ItemInputs(train_items, cfg.backbone, pretrained)
     n_way = min(cfg.train_n_way, (items.loc[items.split == "train", "class_id"].nunique()))
     sampler = episodes_lib.EpisodeSampler(
         items[items["split"] == "train"],
         episodes_lib.EpisodeSpec(n_way, params.n_shot, params.n_query), "train")
-    val_table = pd.read_parquet(EPISODES / "val.parquet")
+    val_table = pd.read_parquet(paths.EPISODES / "val.parquet")
     val_table = val_table[val_table["episode_id"] < cfg.val_episodes]
-    hashes = episodes_lib.read_hashes(EPISODES)
+    hashes = episodes_lib.read_hashes(paths.EPISODES)
     tags = {"method": method_name, "backbone": cfg.backbone, "episodes_hash": hashes["test"]}
     with stage_run(f"train@{method_name}", params.tracking.experiment, tags) as run:
         run.log_params(params_lib.section(params, "seed", "n_way", "n_shot", "n_query", "train"))
@@ -52,11 +47,11 @@ def main() -> None:
         info = {"params": params_lib.section(params, "seed", "n_way", "n_shot", "n_query", "train"),
                 "episodes_hash": hashes["test"], "val_episodes_hash": hashes["val"],
                 "best_val_accuracy": best_acc, "best_step": best_step, "train_n_way": n_way}
-        models.save(MODELS / method_name / "model.pt", method, spec, pretrained, info)
+        models.save(paths.model_file(method_name), method, spec, pretrained, info)
         run.log_metrics({"best_val_accuracy": best_acc, "best_step": best_step,
                          "train_seconds": seconds})
         print(f"train@{method_name}: best val accuracy {best_acc:.4f} at episode {best_step} "
-              f"({seconds:.0f} s) -> {MODELS / method_name / 'model.pt'}")
+              f"({seconds:.0f} s) -> {paths.model_file(method_name)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,19 @@
+"""Where the pipeline's files live, relative to the repository root (the `outs` of dvc.yaml)."""
+
+from pathlib import Path
+
+RAW = Path("data/raw")
+ITEMS = Path("data/curated/items.parquet")
+CLASSES = Path("data/curated/classes.parquet")
+EPISODES = Path("data/episodes")
+FEATURES = Path("data/features")
+MODELS = Path("data/models")
+METRICS = Path("reports/metrics")
+PLOTS = Path("reports/plots")
+FIGURES = Path("reports/figures")
+VALIDATION = Path("reports/validation")
+REPORT = Path("reports/report.md")
+
+
+def model_file(method: str) -> Path:
+    return MODELS / method / "model.pt"
