@@ -12,10 +12,16 @@ class UserError(Exception):
 
 
 def one_line_errors(main: Callable[[], None]) -> Callable[[], None]:
-    """Run `main`; a `UserError` becomes `error: <message>` on stderr and exit status 2."""
+    """Run `main`; a `UserError` becomes `error: <message>` on stderr and exit status 2.
+
+    `-h`/`--help` prints the stage's module docstring (what it reads, writes and which params).
+    """
 
     @functools.wraps(main)
     def wrapper() -> None:
+        if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+            print((sys.modules[main.__module__].__doc__ or "").strip())
+            return
         try:
             main()
         except UserError as err:

@@ -1,4 +1,11 @@
-"""Stage `curate`: raw images -> validated items and class tables with class-disjoint splits."""
+"""Stage `curate`: raw images -> validated items and class tables with class-disjoint splits.
+
+Usage: python -m fewshot.stages.curate        (run by `dvc repro`, from the repository root)
+Params: curate.image_size, min_designs, val_fraction, test_fraction, split_seed
+Reads: data/raw/. Writes: data/curated/{items,classes}.parquet, reports/metrics/curate.json (gate
+summary), reports/validation/curate.json (every expectation). Fails, writing no data, when a Great
+Expectations check fails.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Stage `embed`: features of every curated image under each frozen pretrained backbone."""
+"""Stage `embed`: features of every curated image under each frozen pretrained backbone.
+
+Usage: python -m fewshot.stages.embed         (run by `dvc repro`, from the repository root)
+Params: embed.backbones, embed.batch_size
+Reads: data/curated/items.parquet. Writes: data/features/<backbone>.pt.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Stage `episodes`: fixed val and test episode files, and their content hashes."""
+"""Stage `episodes`: fixed val and test episode files, and their content hashes.
+
+Usage: python -m fewshot.stages.episodes      (run by `dvc repro`, from the repository root)
+Params: seed, n_way, n_shot, n_query, episodes.val_episodes, episodes.test_episodes
+Reads: data/curated/items.parquet. Writes: data/episodes/{val,test}.parquet and hashes.txt.
+"""
 
 from __future__ import annotations
 

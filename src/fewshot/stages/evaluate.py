@@ -1,4 +1,11 @@
-"""Stage `evaluate@<method>`: score the fixed test episodes; write metrics, plots data, timings."""
+"""Stage `evaluate@<method>`: score the fixed test episodes; write metrics, plots data, timings.
+
+Usage: python -m fewshot.stages.evaluate METHOD  (run by `dvc repro` as evaluate@METHOD)
+Params: evaluate.ece_bins, latency_episodes, latency_warmup
+Reads: data/models/<method>/model.pt, data/episodes/test.parquet, data/features, data/curated.
+Writes: reports/metrics/<method>.json (accuracy ± CI, ECE, NLL, Brier, latency, device),
+reports/plots/<method>/{episodes,reliability}.csv.
+"""
 
 from __future__ import annotations
 

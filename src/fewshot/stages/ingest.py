@@ -1,4 +1,9 @@
-"""Stage `ingest`: bring the configured source's raw images into `data/raw/` with a manifest."""
+"""Stage `ingest`: bring the configured source's raw images into `data/raw/` with a manifest.
+
+Usage: python -m fewshot.stages.ingest        (run by `dvc repro`, from the repository root)
+Params: data.source (emoji | image_folder), data.image_folder
+Writes: data/raw/ (images, manifest.csv, SOURCES.md); one MLflow run tagged stage=ingest.
+"""
 
 from __future__ import annotations
 

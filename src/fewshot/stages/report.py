@@ -1,4 +1,9 @@
-"""Stage `report`: `reports/report.md` with a results table and figures, from the evaluate outputs."""
+"""Stage `report`: `reports/report.md` with a results table and figures, from the evaluate outputs.
+
+Usage: python -m fewshot.stages.report        (run by `dvc repro`, from the repository root)
+Params: methods
+Reads: reports/metrics/<method>.json, reports/plots/. Writes: reports/report.md, reports/figures/*.png.
+"""
 
 from __future__ import annotations
 

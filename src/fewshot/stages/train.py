@@ -1,4 +1,11 @@
-"""Stage `train@<method>`: episodic training, best checkpoint by val-episode accuracy."""
+"""Stage `train@<method>`: episodic training, best checkpoint by val-episode accuracy.
+
+Usage: python -m fewshot.stages.train METHOD  (run by `dvc repro` as train@METHOD)
+Params: seed, n_way, n_shot, n_query, train.*
+Reads: data/curated, data/features, data/episodes/val.parquet.
+Writes: data/models/<method>/model.pt (trainable state, params, episode hashes); an MLflow run with
+per-check train_loss and val_accuracy curves.
+"""
 
 from __future__ import annotations
 
