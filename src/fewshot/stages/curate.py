@@ -31,7 +31,12 @@ def main() -> None:
     with stage_run("curate", params.tracking.experiment) as run:
         run.log_params(params_lib.section(params, "curate"))
         items = curation.build_items(manifest, paths.RAW, cfg.image_size)
+        n_before = items["class_id"].nunique()
         items = curation.keep_classes_with_designs(items, cfg.min_designs)
+        dropped = n_before - items["class_id"].nunique()
+        if dropped:
+            print(f"curate: dropped {dropped} of {n_before} classes with fewer than "
+                  f"curate.min_designs={cfg.min_designs} designs")
         if items.empty:
             raise UserError(f"no class has curate.min_designs={cfg.min_designs} designs; lower it")
         split_of = curation.assign_splits(
