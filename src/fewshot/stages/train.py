@@ -17,7 +17,7 @@ import torch
 from fewshot import episodes as episodes_lib
 from fewshot import models, paths
 from fewshot import params as params_lib
-from fewshot.errors import one_line_errors
+from fewshot.errors import UserError, one_line_errors
 from fewshot.methods import method_from_argv
 from fewshot.tracking import stage_run
 from fewshot.training import ItemInputs, TrainConfig, train
@@ -28,6 +28,9 @@ def main() -> None:
     method_name = method_from_argv("train")
     params = params_lib.load()
     cfg = params.train
+    if cfg.episodes < 0 or cfg.val_every < 1 or cfg.val_episodes < 1:
+        raise UserError(f"train.episodes={cfg.episodes} must be >= 0, train.val_every={cfg.val_every} "
+                        f"and train.val_episodes={cfg.val_episodes} >= 1")
     torch.manual_seed(params.seed)
     spec = models.ModelSpec(method_name, cfg.backbone, cfg.head_dim)
     method, pretrained = models.build(spec, on_features=True)
