@@ -45,3 +45,21 @@ def test_ci95_uses_sample_std():
 def test_latency_summary_percentiles():
     summary = metrics.latency_summary(list(range(1, 101)))
     assert summary["p50_ms"] == pytest.approx(50.5) and summary["p95_ms"] == pytest.approx(95.05)
+
+
+def test_temperature_scaling_fixes_overconfidence_and_keeps_accuracy():
+    from fewshot.calibration import fit_temperature, scaled_probs
+    from fewshot.evaluation import calibrated, summarise
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 2000)
+    logits = rng.normal(size=(2000, 5))
+    logits[np.arange(2000), labels] += 1.5          # about 60% right
+    over = [{"logits": 10 * logits[i : i + 5], "labels": labels[i : i + 5]} for i in range(0, 2000, 5)]
+    t = fit_temperature([r["logits"] for r in over], [r["labels"] for r in over])
+    assert 5 < t < 20                                # undoes most of the factor 10
+    raw, _, _ = summarise(over, 15)
+    after, _ = calibrated(over, over, 15)
+    assert after["ece_calibrated"] < 0.03 < raw["ece"]
+    assert after["nll_calibrated"] < raw["nll"]
+    assert np.array_equal(scaled_probs(logits, t).argmax(1), logits.argmax(1))

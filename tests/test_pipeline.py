@@ -70,7 +70,8 @@ def test_repro_runs_every_stage_and_writes_complete_metrics(project):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in project["first"].stdout
     metrics = json.loads((project["repo"] / "reports/metrics/protonet.json").read_text())
-    for key in ("accuracy", "accuracy_ci95", "ece", "nll", "brier", "device", "episodes_hash"):
+    for key in ("accuracy", "accuracy_ci95", "ece", "nll", "brier", "device", "episodes_hash",
+                "ece_calibrated", "nll_calibrated", "temperature"):
         assert key in metrics
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["episodes"] == 20
     assert metrics["latency"]["query_p50_ms"] > 0 and metrics["latency"]["timed_episodes"] == 3

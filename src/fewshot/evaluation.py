@@ -10,15 +10,19 @@ import pandas as pd
 import torch
 
 from fewshot import metrics
+from fewshot.calibration import fit_temperature, scaled_probs
 from fewshot.episodes import iter_episodes
 from fewshot.methods.base import FewShotMethod
 from fewshot.training import ItemInputs
 
 
-def summarise(results: list[dict], n_bins: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """(metrics, per-episode records, reliability bins) of scored episodes."""
-    per_episode = np.array([np.mean(r["probs"].argmax(1) == r["labels"]) for r in results])
-    probs = np.concatenate([r["probs"] for r in results])
+def summarise(results: list[dict], n_bins: int, temperature: float = 1.0
+              ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """(metrics, per-episode records, reliability bins) of scored episodes at a temperature."""
+    probs_per_episode = [scaled_probs(r["logits"], temperature) for r in results]
+    per_episode = np.array([np.mean(p.argmax(1) == r["labels"])
+                            for p, r in zip(probs_per_episode, results, strict=True)])
+    probs = np.concatenate(probs_per_episode)
     labels = np.concatenate([r["labels"] for r in results])
     mean, half = metrics.mean_ci95(per_episode)
     summary = {
@@ -29,8 +33,18 @@ def summarise(results: list[dict], n_bins: int) -> tuple[dict, pd.DataFrame, pd.
         "episodes": len(results), "queries": len(labels),
     }
     records = pd.DataFrame({"episode_id": np.arange(len(results)), "accuracy": per_episode,
-                            "mean_confidence": [r["probs"].max(1).mean() for r in results]})
+                            "mean_confidence": [p.max(1).mean() for p in probs_per_episode]})
     return summary, records, metrics.reliability_bins(probs, labels, n_bins)
+
+
+def calibrated(val_results: list[dict], test_results: list[dict], n_bins: int
+               ) -> tuple[dict, pd.DataFrame]:
+    """Temperature fitted on val episodes; test ECE/NLL/Brier at that temperature, and its bins."""
+    temperature = fit_temperature([r["logits"] for r in val_results],
+                                  [r["labels"] for r in val_results])
+    summary, _, bins = summarise(test_results, n_bins, temperature)
+    picked = {f"{k}_calibrated": summary[k] for k in ("ece", "nll", "brier")}
+    return picked | {"temperature": temperature}, bins
 
 
 @torch.no_grad()

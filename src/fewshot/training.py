@@ -47,18 +47,18 @@ def episode_logits(method: FewShotMethod, xs, ys, xq) -> torch.Tensor:
 
 @torch.no_grad()
 def score(method: FewShotMethod, inputs: ItemInputs, table: pd.DataFrame) -> list[dict]:
-    """Per episode: query labels and softmax probabilities (N_q, n_way)."""
+    """Per episode: query labels (N_q,) and logits (N_q, n_way)."""
     method.eval()
     results = []
     for support, query in episodes_lib.iter_episodes(table):
         xs, ys, xq, yq = inputs.episode(support, query)
-        probs = episode_logits(method, xs, ys, xq).softmax(dim=1)
-        results.append({"labels": yq.numpy(), "probs": probs.numpy()})
+        logits = episode_logits(method, xs, ys, xq)
+        results.append({"labels": yq.numpy(), "logits": logits.numpy()})
     return results
 
 
 def mean_accuracy(results: list[dict]) -> float:
-    return float(np.mean([np.mean(r["probs"].argmax(1) == r["labels"]) for r in results]))
+    return float(np.mean([np.mean(r["logits"].argmax(1) == r["labels"]) for r in results]))
 
 
 @dataclass(frozen=True)

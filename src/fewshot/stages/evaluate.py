@@ -3,8 +3,9 @@
 Usage: python -m fewshot.stages.evaluate METHOD  (run by `dvc repro` as evaluate@METHOD)
 Params: evaluate.ece_bins, latency_episodes, latency_warmup
 Reads: data/models/<method>/model.pt, data/episodes/test.parquet, data/features, data/curated.
-Writes: reports/metrics/<method>.json (accuracy ± CI, ECE, NLL, Brier, latency, device),
-reports/plots/<method>/{episodes,reliability}.csv.
+Writes: reports/metrics/<method>.json (accuracy ± CI, ECE, NLL, Brier — raw and after a temperature
+fitted on the val episodes — latency, device),
+reports/plots/<method>/{episodes,reliability,reliability_calibrated}.csv.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fewshot import episodes as episodes_lib
 from fewshot import models, paths
 from fewshot import params as params_lib
 from fewshot.errors import UserError, one_line_errors
-from fewshot.evaluation import device_name, summarise, time_from_pixels
+from fewshot.evaluation import calibrated, device_name, summarise, time_from_pixels
 from fewshot.fileio import write_csv, write_json
 from fewshot.methods import method_from_argv
 from fewshot.tracking import stage_run
@@ -42,6 +43,11 @@ def main() -> None:
         run.log_params(params_lib.section(params, "n_way", "n_shot", "n_query", "evaluate"))
         results = score(method, ItemInputs(test_items, backbone, info["pretrained"]), table)
         summary, records, reliability = summarise(results, params.evaluate.ece_bins)
+        val_items = items[items["split"] == "val"].reset_index(drop=True)
+        val_results = score(method, ItemInputs(val_items, backbone, info["pretrained"]),
+                            pd.read_parquet(paths.EPISODES / "val.parquet"))
+        after, reliability_after = calibrated(val_results, results, params.evaluate.ece_bins)
+        summary |= after
         pixel_method, _ = models.load(paths.model_file(method_name), on_features=False)
         timing = time_from_pixels(pixel_method, ItemInputs(test_items, backbone, pretrained=False),
                                   table, params.evaluate.latency_episodes, params.evaluate.latency_warmup)
@@ -51,11 +57,13 @@ def main() -> None:
         write_json(paths.METRICS / f"{method_name}.json", report)
         write_csv(paths.PLOTS / method_name / "episodes.csv", records)
         write_csv(paths.PLOTS / method_name / "reliability.csv", reliability)
+        write_csv(paths.PLOTS / method_name / "reliability_calibrated.csv", reliability_after)
         run.log_metrics(summary | timing)
         run.log_artifact(paths.METRICS / f"{method_name}.json")
         run.log_artifact(paths.PLOTS / method_name, folder="plots")
         print(f"evaluate@{method_name}: accuracy {summary['accuracy']:.4f} ± "
-              f"{summary['accuracy_ci95']:.4f}, ECE {summary['ece']:.4f}, query p50 "
+              f"{summary['accuracy_ci95']:.4f}, ECE {summary['ece']:.4f} -> "
+              f"{summary['ece_calibrated']:.4f} at T={summary['temperature']:.3f}, query p50 "
               f"{timing['query_p50_ms']:.1f} ms on {report['device']}")
 
 

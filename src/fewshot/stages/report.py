@@ -61,7 +61,12 @@ def _reliability_figure(results: dict) -> Path:
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
     for name, r in results.items():
         bins = pd.read_csv(paths.PLOTS / name / "reliability.csv").dropna()
-        ax.plot(bins["confidence"], bins["accuracy"], marker="o", label=f"{name} (ECE {r['ece']:.3f})")
+        line, = ax.plot(bins["confidence"], bins["accuracy"], marker="o",
+                        label=f"{name} raw (ECE {r['ece']:.3f})")
+        after = pd.read_csv(paths.PLOTS / name / "reliability_calibrated.csv").dropna()
+        ax.plot(after["confidence"], after["accuracy"], marker="s", linestyle=":",
+                color=line.get_color(),
+                label=f"{name} T={r['temperature']:.2f} (ECE {r['ece_calibrated']:.3f})")
     ax.set(xlabel="confidence (top-label probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title="Reliability on test episodes")
     ax.legend(loc="upper left", fontsize=8)
@@ -101,20 +106,22 @@ def _markdown(results: dict, figures: dict[str, Path]) -> str:
         f"{first['n_way']}-way {first['n_shot']}-shot, {first['n_query']} query per class; "
         f"{first['episodes']} test episodes (file hash `{first['episodes_hash'][:12]}`); "
         f"device: {first['device']}.", "",
-        "| method | backbone | accuracy ± 95% CI | ECE | NLL | Brier "
-        "| support p50 / p95 ms | query p50 / p95 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | backbone | accuracy ± 95% CI | ECE raw → calibrated | NLL raw → calibrated "
+        "| Brier | T | support p50 / p95 ms | query p50 / p95 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         t = r["latency"]
         lines.append(
             f"| {name} | {r['backbone']} | {r['accuracy']:.4f} ± {r['accuracy_ci95']:.4f} | "
-            f"{r['ece']:.4f} | {r['nll']:.4f} | {r['brier']:.4f} | "
+            f"{r['ece']:.4f} → {r['ece_calibrated']:.4f} | {r['nll']:.4f} → {r['nll_calibrated']:.4f} | "
+            f"{r['brier']:.4f} | {r['temperature']:.3f} | "
             f"{t['support_p50_ms']:.1f} / {t['support_p95_ms']:.1f} | "
             f"{t['query_p50_ms']:.1f} / {t['query_p95_ms']:.1f} |")
     lines += ["", "The CI is 1.96 · std(ddof=1) / √episodes over per-episode accuracies; ECE uses "
-              "15 equal-width bins pooled over all query predictions; latency is measured from "
-              "decoded pixels after warm-up episodes.", ""]
+              "15 equal-width bins pooled over all query predictions; the temperature T is fitted "
+              "by minimising NLL on the val episodes; latency is measured from decoded pixels "
+              "after warm-up episodes.", ""]
     for title, path in figures.items():
         lines += [f"![{title}]({path.relative_to(paths.REPORT.parent).as_posix()})", ""]
     return "\n".join(lines)
