@@ -59,5 +59,4 @@ def assign_splits(class_ids: list[str], val_fraction: float, test_fraction: floa
 def class_table(items: pd.DataFrame) -> pd.DataFrame:
     """One row per class: id, name, description, category, subcategory, split, number of items."""
     columns = ["class_id", "class_name", "description", "category", "subcategory", "split"]
-    table = items.groupby(columns, sort=True).size().rename("n_items").reset_index()
-    return table
+    return items.groupby(columns, sort=True).size().rename("n_items").reset_index()

@@ -92,7 +92,12 @@ def table_hash(table: pd.DataFrame) -> str:
 def iter_episodes(table: pd.DataFrame):
     """Yield (support rows, query rows) per episode, in episode order."""
     for _, rows in table.groupby("episode_id", sort=True):
-        yield rows[rows["role"] == "support"], rows[rows["role"] == "query"]
+        yield split_roles(rows)
+
+
+def split_roles(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(support rows, query rows) of one episode."""
+    return rows[rows["role"] == "support"], rows[rows["role"] == "query"]
 
 
 def read_hashes(folder: Path) -> dict[str, str]:

@@ -51,9 +51,6 @@ class StageRun:
         elif path.exists():
             self._mlflow.log_artifact(str(path), artifact_path=folder)
 
-    def set_tags(self, tags: dict[str, str]) -> None:
-        self._mlflow.set_tags(tags)
-
 
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None) -> Iterator[StageRun]:

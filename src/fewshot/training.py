@@ -90,7 +90,7 @@ def train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Episo
     for step in progress(range(1, cfg.episodes + 1), "train episodes"):
         method.train()
         rows = pd.DataFrame(sampler.sample(rng), columns=episodes_lib.COLUMNS[1:])
-        xs, ys, xq, yq = inputs.episode(rows[rows.role == "support"], rows[rows.role == "query"])
+        xs, ys, xq, yq = inputs.episode(*episodes_lib.split_roles(rows))
         loss = nn.functional.cross_entropy(episode_logits(method, xs, ys, xq), yq)
         optimiser.zero_grad()
         loss.backward()
