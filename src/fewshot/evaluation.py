@@ -59,14 +59,14 @@ def time_from_pixels(method: FewShotMethod, images: ItemInputs, table: pd.DataFr
     for index, (support, query) in enumerate(iter_episodes(table)):
         if index >= n_episodes + warmup:
             break
-        xs, ys, xq, _ = images.episode(support, query)
+        episode = images.episode(support, query)
         start = time.perf_counter()
-        method.process_support_set(xs, ys)
+        method.process_support_set(episode.support, episode.support_labels, episode.class_text)
         after_support = time.perf_counter()
         per_query = []
-        for q in range(len(xq)):
+        for q in range(len(episode.query)):
             t0 = time.perf_counter()
-            method(xq[q : q + 1])
+            method(episode.query[q : q + 1])
             per_query.append((time.perf_counter() - t0) * 1000)
         if index >= warmup:
             support_ms.append((after_support - start) * 1000)

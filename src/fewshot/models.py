@@ -1,18 +1,18 @@
-"""Building, saving and loading a method with its backbone and head."""
+"""Building, saving and loading a method with its backbone and heads."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
+from fewshot import params as params_lib
 from fewshot.backbones import BACKBONES
 from fewshot.fileio import atomic_path
 from fewshot.methods import METHODS
-from fewshot.methods.base import FewShotMethod
+from fewshot.methods.base import FewShotMethod, Parts
+from fewshot.text import MODEL_NAME as TEXT_MODEL
 
 
 @dataclass(frozen=True)
@@ -20,37 +20,53 @@ class ModelSpec:
     method: str
     backbone: str
     head_dim: int
+    freeze: bool = True  # for pretrained backbones; one trained from scratch is always trained
+    options: dict = field(default_factory=dict)
+    text_dim: int = 384
+
+    @classmethod
+    def of(cls, entry: params_lib.Model, text_dim: int = 384) -> ModelSpec:
+        return cls(entry.method, entry.backbone, entry.head_dim, entry.freeze, dict(entry.options),
+                   text_dim)
 
 
-def build(spec: ModelSpec, on_features: bool) -> tuple[FewShotMethod, bool]:
-    """The method, and whether its backbone is pretrained (frozen).
+def build(spec: ModelSpec, on_features: bool, imagenet_text: torch.Tensor | None = None
+          ) -> tuple[FewShotMethod, bool]:
+    """The method, and whether its backbone is frozen (then its features can be cached).
 
-    With `on_features`, a pretrained backbone is left out (an identity) and the method takes cached
+    With `on_features`, a frozen backbone is left out (an identity) and the method takes cached
     features; otherwise it takes images.
+
+    Raises:
+        UserError: unknown method or backbone, or options the method does not have.
     """
+    cls = METHODS.get(spec.method)
+    options = params_lib.from_dict(spec.options, cls.Options, prefix=f"{spec.method}.options.")
     backbone = BACKBONES.create(spec.backbone)
-    head = nn.Linear(backbone.out_dim, spec.head_dim) if spec.head_dim > 0 else nn.Identity()
-    body = nn.Identity() if (on_features and backbone.pretrained) else backbone.module
-    encoder = nn.Sequential(OrderedDict(backbone=body, head=head))
-    return METHODS.create(spec.method, encoder=encoder), backbone.pretrained
+    frozen = backbone.pretrained and spec.freeze
+    if backbone.pretrained and not spec.freeze:
+        backbone.module.requires_grad_(True)  # fine-tuning: trained from pixels, features not cached
+    body = torch.nn.Identity() if (on_features and frozen) else backbone.module
+    parts = Parts(body, backbone.out_dim, spec.head_dim, spec.text_dim, backbone.classifier,
+                  imagenet_text)
+    return cls(parts, options), frozen
 
 
-def save(path: Path, method: FewShotMethod, spec: ModelSpec, pretrained: bool, info: dict) -> None:
-    """Write the trainable state (not the frozen backbone, which its wheel provides) and provenance."""
-    state = {k: v for k, v in method.state_dict().items()
-             if not (pretrained and k.startswith("encoder.backbone."))}
+def save(path: Path, method: FewShotMethod, spec: ModelSpec, frozen: bool, info: dict) -> None:
+    """Write the trainable state (not a frozen backbone, which its wheel provides) and provenance."""
+    state = {k: v for k, v in method.state_dict().items() if not (frozen and k.startswith("backbone."))}
     with atomic_path(path) as tmp:
-        torch.save({"spec": asdict(spec), "state": state, "info": info}, tmp)
+        torch.save({"spec": asdict(spec), "state": state, "info": info | {"text_model": TEXT_MODEL}},
+                   tmp)
 
 
 def load(path: Path, on_features: bool) -> tuple[FewShotMethod, dict]:
     """A saved method ready for evaluation, and its provenance (`info`)."""
     saved = torch.load(path, map_location="cpu")
     spec = ModelSpec(**saved["spec"])
-    method, pretrained = build(spec, on_features)
-    strict = not pretrained or on_features
-    missing, unexpected = method.load_state_dict(saved["state"], strict=strict)
-    if unexpected or any(not k.startswith("encoder.backbone.") for k in missing):
+    method, frozen = build(spec, on_features)
+    missing, unexpected = method.load_state_dict(saved["state"], strict=False)
+    if unexpected or any(not (frozen and k.startswith("backbone.")) for k in missing):
         raise ValueError(f"checkpoint {path} does not match {spec}: {missing or unexpected}")
     method.eval()
-    return method, saved["info"] | {"spec": asdict(spec), "pretrained": pretrained}
+    return method, saved["info"] | {"spec": asdict(spec), "frozen": frozen}

@@ -42,15 +42,25 @@ class Episodes:
 class Embed:
     backbones: list[str] = field(default_factory=lambda: ["efficientnet_lite0"])
     batch_size: int = 64
+    text_templates: list[str] = field(default_factory=lambda: ["an emoji of {name}"])
+
+
+@dataclass(frozen=True)
+class Model:
+    """One row of the comparison: a method on a backbone, trained (or not) with these settings."""
+
+    method: str
+    backbone: str = "efficientnet_lite0"
+    freeze: bool = True            # pretrained backbones only; false fine-tunes it from pixels
+    head_dim: int = 256            # trainable projection after the backbone; 0 = none
+    episodes: int = 1500           # training episodes; 0 = no training
+    train_n_way: int = 20
+    lr: float = 1e-3
+    options: dict = field(default_factory=dict)  # the method's own, checked by the method
 
 
 @dataclass(frozen=True)
 class Train:
-    backbone: str = "efficientnet_lite0"
-    head_dim: int = 256
-    train_n_way: int = 20
-    episodes: int = 1500
-    lr: float = 1e-3
     weight_decay: float = 1e-4
     val_every: int = 100
     val_episodes: int = 100
@@ -74,7 +84,7 @@ class Params:
     n_way: int = 5
     n_shot: int = 1
     n_query: int = 1
-    methods: list[str] = field(default_factory=lambda: ["protonet"])
+    models: dict[str, Model] = field(default_factory=lambda: {"protonet": Model("protonet")})
     data: Data = field(default_factory=Data)
     curate: Curate = field(default_factory=Curate)
     episodes: Episodes = field(default_factory=Episodes)
@@ -118,8 +128,17 @@ def from_dict(raw: dict, cls: type = Params, prefix: str = "") -> typing.Any:
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             values[key] = from_dict(value, hint, f"{prefix}{key}.")
+        elif typing.get_origin(hint) is dict and dataclasses.is_dataclass(typing.get_args(hint)[1]):
+            entry = typing.get_args(hint)[1]
+            values[key] = {name: from_dict(inner, entry, f"{prefix}{key}.{name}.")
+                           for name, inner in _checked(value, dict, f"{prefix}{key}").items()}
         else:
             values[key] = _checked(value, hint, f"{prefix}{key}")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise UserError(f"params section '{prefix.rstrip('.') or 'top level'}' lacks required key(s) "
+                        f"{', '.join(missing)}")
     return cls(**values)
 
 
@@ -152,13 +171,20 @@ def merged(base: dict, override: dict) -> dict:
 
 
 def section(params: Params, *names: str) -> dict:
-    """The named parts of `params` as a flat dict, for logging (`train.lr`, `n_shot`, ...)."""
+    """The named parts of `params` as a flat dict, for logging (`train.lr`, `models.x.lr`, ...)."""
     flat: dict = {}
     for name in names:
-        value = getattr(params, name)
-        if dataclasses.is_dataclass(value):
-            for key, inner in dataclasses.asdict(value).items():
-                flat[f"{name}.{key}"] = inner
-        else:
-            flat[name] = value
+        value = params
+        for part in name.split("."):
+            value = value[part] if isinstance(value, dict) else getattr(value, part)
+        flat |= _flatten(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value, name)
+    return flat
+
+
+def _flatten(value: typing.Any, prefix: str) -> dict:
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat: dict = {}
+    for key, inner in value.items():
+        flat |= _flatten(inner, f"{prefix}.{key}")
     return flat

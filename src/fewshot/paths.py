@@ -17,3 +17,8 @@ REPORT = Path("reports/report.md")
 
 def model_file(method: str) -> Path:
     return MODELS / method / "model.pt"
+
+
+def results_doc(n_way: int, n_shot: int) -> Path:
+    """The pipeline-generated results page of one episode setting (an `out` of the report stage)."""
+    return Path("docs/results") / f"{n_way}way-{n_shot}shot.md"

@@ -9,28 +9,31 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from fewshot import episodes as episodes_lib
 from fewshot import features
 from fewshot.images import decode_batch
-from fewshot.methods.base import FewShotMethod
+from fewshot.methods.base import Episode, FewShotMethod
 from fewshot.progress import progress
+from fewshot.text import TextFeatures
 
 
 class ItemInputs:
-    """Model inputs of items addressed by `item_id`: cached features, or uint8 images."""
+    """Model inputs of items addressed by `item_id` (cached features, or uint8 images), and the
+    cached text embedding of each class."""
 
-    def __init__(self, items: pd.DataFrame, backbone: str, pretrained: bool):
-        if pretrained:
+    def __init__(self, items: pd.DataFrame, backbone: str, on_features: bool, text: TextFeatures):
+        if on_features:
             self.tensor = features.load_for(items, backbone)
         else:
             self.tensor = torch.from_numpy(decode_batch(list(items["image"])))
         self._row = {item: i for i, item in enumerate(items["item_id"])}
+        self.text = text
 
-    def episode(self, support: pd.DataFrame, query: pd.DataFrame):
-        """(support inputs, support labels, query inputs, query labels) of one episode."""
-        return (self._take(support), _labels(support), self._take(query), _labels(query))
+    def episode(self, support: pd.DataFrame, query: pd.DataFrame) -> Episode:
+        classes = support.drop_duplicates("label").sort_values("label")["class_id"].tolist()
+        return Episode(self._take(support), _labels(support), self._take(query), _labels(query),
+                       self.text.features[self.text.rows(classes)])
 
     def _take(self, rows: pd.DataFrame) -> torch.Tensor:
         return self.tensor[[self._row[i] for i in rows["item_id"]]]
@@ -40,9 +43,9 @@ def _labels(rows: pd.DataFrame) -> torch.Tensor:
     return torch.tensor(rows["label"].to_numpy(), dtype=torch.long)
 
 
-def episode_logits(method: FewShotMethod, xs, ys, xq) -> torch.Tensor:
-    method.process_support_set(xs, ys)
-    return method(xq)
+def episode_logits(method: FewShotMethod, episode: Episode) -> torch.Tensor:
+    method.process_support_set(episode.support, episode.support_labels, episode.class_text)
+    return method(episode.query)
 
 
 @torch.no_grad()
@@ -51,9 +54,9 @@ def score(method: FewShotMethod, inputs: ItemInputs, table: pd.DataFrame) -> lis
     method.eval()
     results = []
     for support, query in episodes_lib.iter_episodes(table):
-        xs, ys, xq, yq = inputs.episode(support, query)
-        logits = episode_logits(method, xs, ys, xq)
-        results.append({"labels": yq.numpy(), "logits": logits.numpy()})
+        episode = inputs.episode(support, query)
+        logits = episode_logits(method, episode)
+        results.append({"labels": episode.query_labels.numpy(), "logits": logits.numpy()})
     return results
 
 
@@ -90,8 +93,7 @@ def train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Episo
     for step in progress(range(1, cfg.episodes + 1), "train episodes"):
         method.train()
         rows = pd.DataFrame(sampler.sample(rng), columns=episodes_lib.COLUMNS[1:])
-        xs, ys, xq, yq = inputs.episode(*episodes_lib.split_roles(rows))
-        loss = nn.functional.cross_entropy(episode_logits(method, xs, ys, xq), yq)
+        loss = method.loss(inputs.episode(*episodes_lib.split_roles(rows)))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

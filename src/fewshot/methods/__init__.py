@@ -8,13 +8,14 @@ from fewshot.registry import Registry
 METHODS = Registry("method")
 
 
-def method_from_argv(stage: str) -> str:
-    """The method a `train@<method>`/`evaluate@<method>` stage runs, checked against the registry."""
+def model_from_argv(stage: str, models: dict) -> str:
+    """The `models` entry a `train@<name>`/`evaluate@<name>` stage runs, checked against params."""
+    names = ", ".join(models)
     if len(sys.argv) != 2:
-        names = ", ".join(METHODS.names())
-        raise UserError(f"usage: python -m fewshot.stages.{stage} METHOD (one of {names})")
-    METHODS.get(sys.argv[1])  # fails listing the valid names
+        raise UserError(f"usage: python -m fewshot.stages.{stage} MODEL (a key of params 'models': {names})")
+    if sys.argv[1] not in models:
+        raise UserError(f"unknown model '{sys.argv[1]}'; params 'models' has: {names}")
     return sys.argv[1]
 
 
-from fewshot.methods import protonet  # noqa: E402,F401  (registers the methods)
+from fewshot.methods import conse, protonet, siamese, zero_shot  # noqa: E402,F401  (registers them)

@@ -2,34 +2,53 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from fewshot.errors import UserError
 from fewshot.methods import METHODS
-from fewshot.methods.base import FewShotMethod
+from fewshot.methods.base import FewShotMethod, Parts, class_means, projection, require
+
+
+@dataclass(frozen=True)
+class ProtoOptions:
+    distance: str = "squared_euclidean"  # squared_euclidean (the paper's) | cosine
 
 
 @METHODS.register("protonet")
 class PrototypicalNetwork(FewShotMethod):
-    """Prototype = mean support embedding per class; logits = -scale * squared distance / D.
+    """Prototype = mean support embedding per class; logits = -scale * distance.
 
-    The scale is learned (metric scaling, Oreshkin et al. 2018); dividing by the embedding size D
-    keeps its starting value sensible for any head width.
+    Squared Euclidean distances are divided by the embedding size D, which keeps the starting scale
+    sensible for any head width; the scale is learned (metric scaling, Oreshkin et al. 2018).
+    With `head_dim: 0` and no training episodes this is the nearest-prototype baseline on frozen
+    pretrained features.
     """
 
-    def __init__(self, encoder: nn.Module):
-        super().__init__(encoder)
-        self.log_scale = nn.Parameter(torch.zeros(()))
+    Options = ProtoOptions
+
+    def __init__(self, parts: Parts, options: ProtoOptions):
+        super().__init__(parts, options)
+        if options.distance not in ("squared_euclidean", "cosine"):
+            raise UserError(f"protonet distance '{options.distance}' is not one of "
+                            "squared_euclidean, cosine")
+        self.head = projection(parts.feature_dim, parts.head_dim)
+        self.log_scale = nn.Parameter(torch.tensor(0.0 if options.distance != "cosine" else 2.3))
         self.prototypes: torch.Tensor | None = None
 
-    def process_support_set(self, support: torch.Tensor, labels: torch.Tensor) -> None:
-        embeddings = self.encoder(support)
-        n_way = int(labels.max()) + 1
-        self.prototypes = torch.stack([embeddings[labels == c].mean(0) for c in range(n_way)])
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def process_support_set(self, support, labels, class_text) -> None:
+        self.prototypes = class_means(self.embed(support), labels)
 
     def forward(self, query: torch.Tensor) -> torch.Tensor:
-        if self.prototypes is None:
-            raise RuntimeError("call process_support_set before forward")
-        embeddings = self.encoder(query)
-        distances = torch.cdist(embeddings, self.prototypes).pow(2) / embeddings.shape[1]
+        prototypes, embeddings = require(self.prototypes), self.embed(query)
+        if self.options.distance == "cosine":
+            similarity = nn.functional.normalize(embeddings, dim=-1) @ \
+                nn.functional.normalize(prototypes, dim=-1).T
+            return self.log_scale.exp() * similarity
+        distances = torch.cdist(embeddings, prototypes).pow(2) / embeddings.shape[1]
         return -self.log_scale.exp() * distances

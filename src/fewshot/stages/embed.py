@@ -1,8 +1,9 @@
-"""Stage `embed`: features of every curated image under each frozen pretrained backbone.
+"""Stage `embed`: features of every curated image under each frozen pretrained backbone, and the
+text embedding of every class (and of the ImageNet class names, for ConSE).
 
 Usage: python -m fewshot.stages.embed         (run by `dvc repro`, from the repository root)
-Params: embed.backbones, embed.batch_size
-Reads: data/curated/items.parquet. Writes: data/features/<backbone>.pt.
+Params: embed.backbones, embed.batch_size, embed.text_templates
+Reads: data/curated/{items,classes}.parquet. Writes: data/features/<backbone>.pt, data/features/text.pt.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from fewshot import features, paths
+from fewshot import features, paths, text
 from fewshot import params as params_lib
 from fewshot.backbones import BACKBONES, embed
 from fewshot.errors import UserError, one_line_errors
@@ -28,9 +29,18 @@ def main() -> None:
     if trainable:
         raise UserError(f"embed.backbones lists {trainable}, which are trained from scratch and "
                         "cannot be cached; list only pretrained backbones")
+    templates = params.embed.text_templates
+    text.check_templates(templates)
     images = decode_batch(list(items["image"]))
     with stage_run("embed", params.tracking.experiment) as run:
         run.log_params(params_lib.section(params, "embed"))
+        classes = pd.read_parquet(paths.CLASSES)
+        encoder = text.TextEncoder()
+        class_text, hashes = text.class_embeddings(encoder, classes, templates)
+        imagenet = encoder.encode(text.imagenet_names())
+        text.save(paths.FEATURES / "text.pt", classes, class_text, hashes, imagenet, templates)
+        print(f"embed: {text.MODEL_NAME} text of {len(classes)} classes x {len(templates)} templates "
+              f"and {len(imagenet)} ImageNet names -> {paths.FEATURES / 'text.pt'}")
         for name, backbone in backbones.items():
             feats = embed(backbone.module, images, params.embed.batch_size, desc=f"embed {name}")
             features.save(features.path_for(name), items["item_id"], items["sha256"], feats)

@@ -1,11 +1,12 @@
-"""Stage `evaluate@<method>`: score the fixed test episodes; write metrics, plots data, timings.
+"""Stage `evaluate@<model>`: score the fixed test episodes; write metrics, plots data, timings.
 
-Usage: python -m fewshot.stages.evaluate METHOD  (run by `dvc repro` as evaluate@METHOD)
+Usage: python -m fewshot.stages.evaluate MODEL  (run by `dvc repro` as evaluate@MODEL; MODEL is a
+key of params `models`)
 Params: evaluate.ece_bins, latency_episodes, latency_warmup
-Reads: data/models/<method>/model.pt, data/episodes/test.parquet, data/features, data/curated.
-Writes: reports/metrics/<method>.json (accuracy ± CI, ECE, NLL, Brier — raw and after a temperature
+Reads: data/models/<model>/model.pt, data/episodes/{val,test}.parquet, data/features, data/curated.
+Writes: reports/metrics/<model>.json (accuracy ± CI, ECE, NLL, Brier — raw and after a temperature
 fitted on the val episodes — latency, device),
-reports/plots/<method>/{episodes,reliability,reliability_calibrated}.csv.
+reports/plots/<model>/{episodes,reliability,reliability_calibrated}.csv.
 """
 
 from __future__ import annotations
@@ -19,49 +20,54 @@ from fewshot import params as params_lib
 from fewshot.errors import UserError, one_line_errors
 from fewshot.evaluation import calibrated, device_name, summarise, time_from_pixels
 from fewshot.fileio import write_csv, write_json
-from fewshot.methods import method_from_argv
+from fewshot.methods import model_from_argv
+from fewshot.text import TextFeatures
 from fewshot.tracking import stage_run
 from fewshot.training import ItemInputs, score
 
 
 @one_line_errors
 def main() -> None:
-    method_name = method_from_argv("evaluate")
     params = params_lib.load()
+    name = model_from_argv("evaluate", params.models)
     torch.manual_seed(params.seed)
+    text = TextFeatures()
     hashes = episodes_lib.read_hashes(paths.EPISODES)
-    method, info = models.load(paths.model_file(method_name), on_features=True)
+    method, info = models.load(paths.model_file(name), on_features=True)
     if info["episodes_hash"] != hashes["test"]:
-        raise UserError(f"model {method_name} was trained against episodes {info['episodes_hash'][:12]} "
-                        f"but the test file is {hashes['test'][:12]}; re-run train@{method_name}")
+        raise UserError(f"model {name} was trained against episodes {info['episodes_hash'][:12]} "
+                        f"but the test file is {hashes['test'][:12]}; re-run train@{name}")
     items = pd.read_parquet(paths.ITEMS)
     test_items = items[items["split"] == "test"].reset_index(drop=True)
     table = pd.read_parquet(paths.EPISODES / "test.parquet")
-    backbone = info["spec"]["backbone"]
-    tags = {"method": method_name, "backbone": backbone, "episodes_hash": hashes["test"]}
-    with stage_run(f"evaluate@{method_name}", params.tracking.experiment, tags) as run:
+    backbone, frozen = info["spec"]["backbone"], info["frozen"]
+    tags = {"model": name, "method": info["spec"]["method"], "backbone": backbone,
+            "episodes_hash": hashes["test"]}
+    with stage_run(f"evaluate@{name}", params.tracking.experiment, tags) as run:
         run.log_params(params_lib.section(params, "n_way", "n_shot", "n_query", "evaluate"))
-        results = score(method, ItemInputs(test_items, backbone, info["pretrained"]), table)
+        results = score(method, ItemInputs(test_items, backbone, frozen, text), table)
         summary, records, reliability = summarise(results, params.evaluate.ece_bins)
         val_items = items[items["split"] == "val"].reset_index(drop=True)
-        val_results = score(method, ItemInputs(val_items, backbone, info["pretrained"]),
+        val_results = score(method, ItemInputs(val_items, backbone, frozen, text),
                             pd.read_parquet(paths.EPISODES / "val.parquet"))
         after, reliability_after = calibrated(val_results, results, params.evaluate.ece_bins)
         summary |= after
-        pixel_method, _ = models.load(paths.model_file(method_name), on_features=False)
-        timing = time_from_pixels(pixel_method, ItemInputs(test_items, backbone, pretrained=False),
+        pixel_method, _ = models.load(paths.model_file(name), on_features=False)
+        timing = time_from_pixels(pixel_method, ItemInputs(test_items, backbone, False, text),
                                   table, params.evaluate.latency_episodes, params.evaluate.latency_warmup)
-        report = {"method": method_name, "backbone": backbone, "n_way": params.n_way,
+        report = {"model": name, "method": info["spec"]["method"], "backbone": backbone,
+                  "frozen": frozen, "trained": info["best_step"] > 0,
+                  "train_seconds": info["train_seconds"], "n_way": params.n_way,
                   "n_shot": params.n_shot, "n_query": params.n_query, "device": device_name(),
                   "episodes_hash": hashes["test"]} | summary | {"latency": timing}
-        write_json(paths.METRICS / f"{method_name}.json", report)
-        write_csv(paths.PLOTS / method_name / "episodes.csv", records)
-        write_csv(paths.PLOTS / method_name / "reliability.csv", reliability)
-        write_csv(paths.PLOTS / method_name / "reliability_calibrated.csv", reliability_after)
+        write_json(paths.METRICS / f"{name}.json", report)
+        write_csv(paths.PLOTS / name / "episodes.csv", records)
+        write_csv(paths.PLOTS / name / "reliability.csv", reliability)
+        write_csv(paths.PLOTS / name / "reliability_calibrated.csv", reliability_after)
         run.log_metrics(summary | timing)
-        run.log_artifact(paths.METRICS / f"{method_name}.json")
-        run.log_artifact(paths.PLOTS / method_name, folder="plots")
-        print(f"evaluate@{method_name}: accuracy {summary['accuracy']:.4f} ± "
+        run.log_artifact(paths.METRICS / f"{name}.json")
+        run.log_artifact(paths.PLOTS / name, folder="plots")
+        print(f"evaluate@{name}: accuracy {summary['accuracy']:.4f} ± "
               f"{summary['accuracy_ci95']:.4f}, ECE {summary['ece']:.4f} -> "
               f"{summary['ece_calibrated']:.4f} at T={summary['temperature']:.3f}, query p50 "
               f"{timing['query_p50_ms']:.1f} ms on {report['device']}")

@@ -1,0 +1,53 @@
+"""ConSE: zero-shot by convex combination of semantic embeddings (Norouzi et al., ICLR 2014).
+
+No training. A query image's ImageNet class probabilities (from the pretrained backbone's own
+classifier) weight the text embeddings of its top-k ImageNet class names; classes are scored by
+cosine similarity of that mix with their own text embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fewshot.errors import UserError
+from fewshot.methods import METHODS
+from fewshot.methods.base import FewShotMethod, Parts, require
+
+
+@dataclass(frozen=True)
+class ConseOptions:
+    top_k: int = 10
+    scale: float = 10.0  # cosine -> logits; temperature scaling refits it on val episodes
+
+
+@METHODS.register("conse")
+class ConSE(FewShotMethod):
+    Options = ConseOptions
+
+    def __init__(self, parts: Parts, options: ConseOptions):
+        super().__init__(parts, options)
+        if parts.imagenet_classifier is None:
+            raise UserError("conse needs a pretrained backbone with an ImageNet classifier "
+                            "(efficientnet_lite0 or mobilenet_v2)")
+        if not 1 <= options.top_k <= 1000:
+            raise UserError(f"conse top_k {options.top_k} must be in 1..1000")
+        self.classifier = parts.imagenet_classifier
+        text = parts.imagenet_text
+        self.register_buffer("label_text", text if text is not None else torch.zeros(1000, parts.text_dim))
+        self.class_text: torch.Tensor | None = None
+
+    def semantic(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, T) unit-length convex mix of the top-k ImageNet label embeddings."""
+        probs = self.classifier(self.backbone(x)).softmax(-1)
+        top, index = probs.topk(self.options.top_k, dim=-1)
+        mix = (top.unsqueeze(-1) * self.label_text[index]).sum(1) / top.sum(-1, keepdim=True)
+        return nn.functional.normalize(mix, dim=-1)
+
+    def process_support_set(self, support, labels, class_text) -> None:
+        self.class_text = nn.functional.normalize(class_text, dim=-1)
+
+    def forward(self, query: torch.Tensor) -> torch.Tensor:
+        return self.options.scale * self.semantic(query) @ require(self.class_text).T

@@ -1,0 +1,71 @@
+"""Class prompts, the offline all-MiniLM-L6-v2 encoder, and the text-embedding cache."""
+
+import pandas as pd
+import pytest
+import torch
+
+from fewshot import text
+from fewshot.errors import UserError
+
+TEMPLATES = ["an emoji of {name}", "{name}, a {subcategory} emoji"]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return text.TextEncoder()
+
+
+def classes(**changes) -> pd.DataFrame:
+    frame = pd.DataFrame({"class_id": ["1f34e", "1f680"], "class_name": ["red apple", "rocket"],
+                          "category": ["Food & Drink", "Travel & Places"],
+                          "subcategory": ["food-fruit", ""], "description": ["", ""]})
+    for column, values in changes.items():
+        frame[column] = values
+    return frame
+
+
+def test_templates_with_unknown_fields_or_without_a_name_only_template_are_rejected():
+    with pytest.raises(UserError, match=r"unknown field\(s\) \['colour'\]; valid fields: name"):
+        text.check_templates(["{name} in {colour}"])
+    with pytest.raises(UserError, match="one template using only {name}"):
+        text.check_templates(["{name} ({category})"])
+    text.check_templates(TEMPLATES)
+
+
+def test_encoder_gives_unit_384d_vectors_that_rank_related_texts_closer(encoder):
+    vectors = encoder.encode(["an emoji of a red apple", "a green apple", "a space rocket"])
+    assert vectors.shape == (3, 384) and torch.allclose(vectors.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_batching_does_not_change_embeddings(encoder):
+    texts = ["a", "a much longer sentence about a smiling face", "rocket"]
+    assert torch.allclose(encoder.encode(texts, batch_size=1), encoder.encode(texts), atol=1e-5)
+
+
+def test_class_embedding_averages_only_the_templates_a_class_can_fill(encoder):
+    table = classes()
+    embeddings, _ = text.class_embeddings(encoder, table, TEMPLATES)
+    rocket_alone = encoder.encode(["an emoji of rocket"])[0]  # no subcategory: one prompt
+    assert torch.allclose(embeddings[1], rocket_alone, atol=1e-5)
+    apple = encoder.encode(["an emoji of red apple", "red apple, a food fruit emoji"]).mean(0)
+    assert torch.allclose(embeddings[0], torch.nn.functional.normalize(apple, dim=0), atol=1e-5)
+
+
+def test_cache_round_trip_and_stale_prompts_are_refused(encoder, tmp_path):
+    table = classes()
+    embeddings, hashes = text.class_embeddings(encoder, table, TEMPLATES)
+    path = tmp_path / "text.pt"
+    text.save(path, table, embeddings, hashes, torch.zeros(1000, 384), TEMPLATES)
+    cached = text.TextFeatures(path)
+    cached.check_current(table)
+    assert torch.equal(cached.features[cached.rows(["1f680"])], embeddings[[1]])
+    with pytest.raises(UserError, match="class '1f680' is stale"):
+        cached.check_current(classes(class_name=["red apple", "space rocket"]))
+    with pytest.raises(UserError, match="1 classes lack cached text embeddings"):
+        cached.rows(["1f600"])
+
+
+def test_imagenet_names_are_the_thousand_classes_in_index_order():
+    names = text.imagenet_names()
+    assert len(names) == 1000 and names[0] == "tench" and names[999] == "toilet paper"
