@@ -175,7 +175,13 @@ def test_checkpoint_round_trip_keeps_logits_and_leaves_frozen_backbone_out(tmp_p
 
 def test_fine_tuning_trains_and_saves_the_pretrained_backbone(tmp_path):
     spec = ModelSpec("protonet", "mobilenet_v2", head_dim=8, freeze=False)
-    model, frozen = build(spec, on_features=True)
+    model, frozen = build(spec, on_features=True)  # not frozen: takes pixels even here
     assert not frozen and all(p.requires_grad for p in model.backbone.parameters())
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2])
+    model.train()
+    model.loss(Episode(images[:3], labels, images[3:], labels, torch.zeros(3, TEXT_DIM))).backward()
+    first_conv = next(model.backbone.parameters())
+    assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
     save(tmp_path / "m.pt", model, spec, frozen, {})
     assert any(k.startswith("backbone.") for k in torch.load(tmp_path / "m.pt")["state"])
