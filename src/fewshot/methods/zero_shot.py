@@ -23,11 +23,18 @@ from fewshot.methods.base import Episode, FewShotMethod, Parts, class_means, req
 @dataclass(frozen=True)
 class ZeroShotOptions:
     temperature: float = 0.07   # initial; learned (as log of its inverse, capped at 100)
+    text_projection: bool = True  # false: keep the text space, map images into it (head_dim unused)
+    dropout: float = 0.0        # on image features, in training
+    hidden: int = 0             # image side: a hidden layer of this width (GELU) before the projection
     image_weight: float = 0.5   # multimodal only: initial weight of image prototypes vs texts
 
 
-def _side(in_dim: int, out_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim))
+def _side(in_dim: int, out_dim: int, dropout: float = 0.0, hidden: int = 0) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Dropout(dropout)]
+    if hidden > 0:
+        layers += [nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout)]
+        in_dim = hidden
+    return nn.Sequential(*layers, nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim))
 
 
 @METHODS.register("zero_shot")
@@ -38,11 +45,13 @@ class ZeroShot(FewShotMethod):
 
     def __init__(self, parts: Parts, options: ZeroShotOptions):
         super().__init__(parts, options)
-        if parts.head_dim <= 0 or options.temperature <= 0:
-            raise UserError(f"zero-shot needs head_dim > 0 (the joint space; got {parts.head_dim}) "
-                            f"and temperature > 0 (got {options.temperature})")
-        self.image_side = _side(parts.feature_dim, parts.head_dim)
-        self.text_side = _side(parts.text_dim, parts.head_dim)
+        joint = parts.head_dim if options.text_projection else parts.text_dim
+        if joint <= 0 or options.temperature <= 0 or not 0 <= options.dropout < 1:
+            raise UserError(f"zero-shot needs head_dim > 0 (the joint space; got {parts.head_dim}), "
+                            f"temperature > 0 (got {options.temperature}) and dropout in [0, 1) "
+                            f"(got {options.dropout})")
+        self.image_side = _side(parts.feature_dim, joint, options.dropout, options.hidden)
+        self.text_side = _side(parts.text_dim, joint) if options.text_projection else nn.Identity()
         self.log_inverse_temperature = nn.Parameter(torch.tensor(math.log(1 / options.temperature)))
         self.prototypes: torch.Tensor | None = None
 
