@@ -149,7 +149,8 @@ def test_conse_without_imagenet_classifier_is_a_clear_error():
 
 
 def test_unknown_method_option_names_the_valid_ones():
-    with pytest.raises(UserError, match=r"unknown params key 'siamese.options.margn'; valid keys: loss, margin"):
+    expected = r"unknown params key 'siamese.options.margn'; valid keys: loss, margin"
+    with pytest.raises(UserError, match=expected):
         build(ModelSpec("siamese", "conv4", 8, options={"margn": 2}), on_features=False)
 
 
