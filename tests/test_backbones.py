@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fewshot.backbones import BACKBONES, embed
+from fewshot.backbones import BACKBONES, PRETRAINED, embed
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())
@@ -14,6 +14,8 @@ def test_every_backbone_maps_uint8_images_to_declared_feature_size(name):
     assert out.shape == (2, backbone.out_dim) and torch.isfinite(out).all()
     trainable = any(p.requires_grad for p in backbone.module.parameters())
     assert trainable != backbone.pretrained  # pretrained ones are frozen
+    assert backbone.pretrained == (name in PRETRAINED)
+    assert (backbone.classifier is not None) == backbone.pretrained  # ImageNet head, for ConSE
 
 
 def test_efficientnet_lite0_in_timm_gives_identical_logits_to_the_wheels_own_model():

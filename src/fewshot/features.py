@@ -9,16 +9,15 @@ import torch
 
 from fewshot import paths
 from fewshot.errors import UserError
-from fewshot.fileio import atomic_path
+from fewshot.fileio import load_tensors, save_tensors
 
 
 def path_for(backbone: str, folder: Path = paths.FEATURES) -> Path:
-    return folder / f"{backbone}.pt"
+    return folder / f"{backbone}.safetensors"
 
 
 def save(path: Path, item_ids: list[str], sha256: list[str], features: torch.Tensor) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"item_id": list(item_ids), "sha256": list(sha256), "features": features}, tmp)
+    save_tensors(path, {"features": features}, {"item_id": list(item_ids), "sha256": list(sha256)})
 
 
 def load_for(items: pd.DataFrame, backbone: str, folder: Path = paths.FEATURES) -> torch.Tensor:
@@ -31,7 +30,8 @@ def load_for(items: pd.DataFrame, backbone: str, folder: Path = paths.FEATURES) 
     if not path.exists():
         raise UserError(f"no cached features for backbone '{backbone}' at {path}; "
                         "add it to embed.backbones")
-    cached = torch.load(path, map_location="cpu")
+    tensors, cached = load_tensors(path)
+    cached["features"] = tensors["features"]
     row_of = {item: i for i, item in enumerate(cached["item_id"])}
     missing = [item for item in items["item_id"] if item not in row_of]
     if missing:

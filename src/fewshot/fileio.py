@@ -84,3 +84,26 @@ def project_root(cwd: Path | None = None) -> Path:
         if parts[i : i + len(_EXPS_MARKER)] == _EXPS_MARKER:
             return Path(*parts[:i])
     return cwd
+
+
+def save_tensors(path: Path, tensors: dict, meta: dict) -> None:
+    """Tensors and JSON metadata in one safetensors file, atomically.
+
+    Unlike `torch.save`, which writes a random serialization id into every file, equal content gives
+    equal bytes, so DVC sees an unchanged output and does not rerun the stages after it.
+    """
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"meta": json.dumps(meta, sort_keys=True)})
+
+
+def load_tensors(path: Path) -> tuple[dict, dict]:
+    """(tensors, metadata) written by `save_tensors`."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        meta = json.loads(handle.metadata()["meta"])
+    return tensors, meta

@@ -3,7 +3,7 @@
 A class is described by several prompt templates filled from its name, category, subcategory and
 description; its text embedding is the normalised mean of the templates' embeddings. Embeddings of
 every class (and of the 1,000 ImageNet class names, for ConSE) are computed once by the embed stage
-and cached in `data/features/text.pt`, so training and evaluation never run the text encoder.
+and cached in `data/features/text.safetensors`, so training and evaluation never run the text encoder.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import torch
 
 from fewshot import paths
 from fewshot.errors import UserError
-from fewshot.fileio import atomic_path
+from fewshot.fileio import load_tensors, save_tensors
 
 MODEL_NAME = "all-MiniLM-L6-v2"
+PATH = paths.FEATURES / "text.safetensors"
 FIELDS = ("name", "category", "subcategory", "description")
 
 
@@ -106,18 +107,19 @@ def imagenet_names() -> list[str]:
 
 def save(path: Path, classes: pd.DataFrame, embeddings: torch.Tensor, hashes: list[str],
          imagenet: torch.Tensor, templates: list[str]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"model": MODEL_NAME, "templates": templates, "class_id": list(classes["class_id"]),
-                    "prompt_sha256": hashes, "features": embeddings, "imagenet": imagenet}, tmp)
+    save_tensors(path, {"features": embeddings, "imagenet": imagenet},
+                 {"model": MODEL_NAME, "templates": templates, "class_id": list(classes["class_id"]),
+                  "prompt_sha256": hashes})
 
 
 class TextFeatures:
     """Cached class text embeddings, looked up by class id."""
 
-    def __init__(self, path: Path = paths.FEATURES / "text.pt"):
+    def __init__(self, path: Path = PATH):
         if not path.exists():
             raise UserError(f"no cached text embeddings at {path}; run the embed stage")
-        cached = torch.load(path, map_location="cpu")
+        tensors, cached = load_tensors(path)
+        cached |= tensors
         self.templates: list[str] = cached["templates"]
         self.features: torch.Tensor = cached["features"]
         self.imagenet: torch.Tensor = cached["imagenet"]

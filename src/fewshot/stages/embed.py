@@ -3,7 +3,8 @@ text embedding of every class (and of the ImageNet class names, for ConSE).
 
 Usage: python -m fewshot.stages.embed         (run by `dvc repro`, from the repository root)
 Params: embed.backbones, embed.batch_size, embed.text_templates
-Reads: data/curated/{items,classes}.parquet. Writes: data/features/<backbone>.pt, data/features/text.pt.
+Reads: data/curated/{items,classes}.parquet.
+Writes: data/features/<backbone>.safetensors, data/features/text.safetensors.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def main() -> None:
         encoder = text.TextEncoder()
         class_text, hashes = text.class_embeddings(encoder, classes, templates)
         imagenet = encoder.encode(text.imagenet_names())
-        text.save(paths.FEATURES / "text.pt", classes, class_text, hashes, imagenet, templates)
+        text.save(text.PATH, classes, class_text, hashes, imagenet, templates)
         print(f"embed: {text.MODEL_NAME} text of {len(classes)} classes x {len(templates)} templates "
-              f"and {len(imagenet)} ImageNet names -> {paths.FEATURES / 'text.pt'}")
+              f"and {len(imagenet)} ImageNet names -> {text.PATH}")
         for name, backbone in backbones.items():
             feats = embed(backbone.module, images, params.embed.batch_size, desc=f"embed {name}")
             features.save(features.path_for(name), items["item_id"], items["sha256"], feats)

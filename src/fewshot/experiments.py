@@ -1,0 +1,186 @@
+"""Presets and sweeps from `pipelines/`, run as DVC experiments: one command each.
+
+Usage:
+  python -m fewshot.experiments run PRESET [--name NAME]      one `dvc exp run` with the preset's keys
+  python -m fewshot.experiments sweep SWEEP [--jobs N]        queue the grid, run it with N workers,
+                                                              print the comparison table
+  python -m fewshot.experiments flags PRESET                  print the `-S key=value` overrides
+
+A preset (`pipelines/<name>.yaml`) holds only the keys it changes; it becomes `-S` overrides, so
+`params.yaml` stays the single tracked configuration. A sweep (`pipelines/sweep_<name>.yaml`)
+names an optional base preset and a grid:
+
+  preset: smoke            # optional
+  grid: {n_way: [5, 20], n_shot: [1, 5]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from fewshot import params as params_lib
+from fewshot.errors import UserError, one_line_errors
+
+PIPELINES = Path("pipelines")
+
+
+def overrides(preset: dict, prefix: str = "") -> list[str]:
+    """`key=value` overrides of every leaf of a nested preset, values in YAML flow syntax.
+
+    >>> overrides({"n_way": 3, "models": {"p": {"lr": 0.1, "method": "protonet"}}, "x": [1, 2]})
+    ['n_way=3', 'models.p.lr=0.1', 'models.p.method="protonet"', 'x=[1, 2]']
+    """
+    flat = []
+    for key, value in preset.items():
+        if isinstance(value, dict) and value:
+            flat += overrides(value, f"{prefix}{key}.")
+        else:
+            flat.append(f"{prefix}{key}={json.dumps(value)}")
+    return flat
+
+
+def load_preset(name: str, folder: Path = PIPELINES) -> dict:
+    """A preset, checked against params.yaml's schema so a typo fails before anything is queued."""
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("sweep_"))
+        raise UserError(f"no preset '{name}' in {folder}/; presets: {', '.join(known)}")
+    preset = yaml.safe_load(path.read_text()) or {}
+    base = yaml.safe_load(Path("params.yaml").read_text()) if Path("params.yaml").exists() else {}
+    params_lib.from_dict(params_lib.merged(base, preset))
+    return preset
+
+
+def grid_points(sweep: dict) -> list[dict]:
+    """Every combination of the grid, in order.
+
+    >>> [tuple(p.values()) for p in grid_points({"grid": {"n_way": [5, 20], "n_shot": [1, 5]}})]
+    [(5, 1), (5, 5), (20, 1), (20, 5)]
+    """
+    grid = sweep.get("grid") or {}
+    if not grid or not all(isinstance(v, list) and v for v in grid.values()):
+        raise UserError(f"a sweep needs 'grid': a mapping of keys to non-empty lists, got {grid!r}")
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def experiment_name(sweep: str, point: dict) -> str:
+    """A DVC experiment name for one grid point.
+
+    >>> experiment_name("ways_shots", {"n_way": 5, "models.p.lr": 0.1})
+    'ways_shots-n_way5-models.p.lr0.1'
+    """
+    return "-".join([sweep] + [f"{k}{v}" for k, v in point.items()])
+
+
+def _dvc(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise UserError(f"dvc {' '.join(args)} failed: {(done.stderr or done.stdout).strip()}")
+    return done
+
+
+def _flags(items: list[str]) -> list[str]:
+    return [part for item in items for part in ("-S", item)]
+
+
+def run_preset(name: str, exp_name: str | None) -> None:
+    preset = load_preset(name)
+    subprocess.run(["dvc", "exp", "run", "-n", exp_name or name, *_flags(overrides(preset))], check=True)
+
+
+def run_sweep(name: str, jobs: int) -> list[str]:
+    """Queue every grid point as a named experiment, run the queue with `jobs` workers, wait."""
+    path = PIPELINES / f"sweep_{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem.removeprefix("sweep_") for p in PIPELINES.glob("sweep_*.yaml"))
+        raise UserError(f"no sweep '{name}' ({path}); sweeps: {', '.join(known)}")
+    sweep = yaml.safe_load(path.read_text()) or {}
+    base = overrides(load_preset(sweep["preset"])) if sweep.get("preset") else []
+    names = []
+    for point in grid_points(sweep):
+        exp = experiment_name(name, point)
+        _dvc(["exp", "run", "--queue", "-n", exp, *_flags(base + overrides(point))])
+        names.append(exp)
+        print(f"queued {exp}")
+    _dvc(["queue", "start", "-j", str(jobs)])
+    _wait_for_queue()
+    failed = [line for line in _dvc(["queue", "status"]).stdout.splitlines() if "Failed" in line]
+    if failed:
+        raise UserError(f"{len(failed)} experiment(s) failed: {failed[0].split()[0]}...; "
+                        "see `dvc queue logs NAME`")
+    return names
+
+
+def _wait_for_queue(poll_s: float = 5.0) -> None:
+    while True:
+        status = _dvc(["queue", "status"]).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return
+        time.sleep(poll_s)
+
+
+def comparison_table(names: list[str]) -> str:
+    """Markdown: one row per experiment and model, from `dvc exp show --json`."""
+    shown = json.loads(_dvc(["exp", "show", "--json", "-A"]).stdout)
+    rows = ["| experiment | n_way | n_shot | model | accuracy ± 95% CI | ECE calibrated |",
+            "|---|---|---|---|---|---|"]
+    for exp in _experiments(shown):
+        if exp["name"] not in names:
+            continue
+        params = exp["params"]
+        for path, metrics in sorted(exp["metrics"].items()):
+            if "accuracy" not in metrics:
+                continue
+            model = Path(path).stem
+            rows.append(f"| {exp['name']} | {params.get('n_way')} | {params.get('n_shot')} | {model} | "
+                        f"{metrics['accuracy']:.4f} ± {metrics['accuracy_ci95']:.4f} | "
+                        f"{metrics['ece_calibrated']:.4f} |")
+    return "\n".join(rows)
+
+
+def _experiments(shown: list) -> list[dict]:
+    """Name, params.yaml values and metrics files of every experiment in `dvc exp show --json`."""
+    found = []
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for revision in exp.get("revs") or []:
+                data = revision.get("data") or {}
+                params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+                metrics = {p: m.get("data", {}) for p, m in (data.get("metrics") or {}).items()}
+                found.append({"name": revision.get("name") or exp.get("name"), "params": params,
+                              "metrics": metrics})
+    return found
+
+
+@one_line_errors
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m fewshot.experiments",
+                                     description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="one experiment with a preset's keys")
+    run.add_argument("preset")
+    run.add_argument("--name", help="experiment name (default: the preset's)")
+    sweep = commands.add_parser("sweep", help="queue a grid, run it in parallel, print the table")
+    sweep.add_argument("sweep")
+    sweep.add_argument("--jobs", type=int, default=2, help="parallel queue workers (default 2)")
+    flags = commands.add_parser("flags", help="print a preset's -S overrides")
+    flags.add_argument("preset")
+    args = parser.parse_args()
+    if args.command == "flags":
+        print(" ".join(f"-S '{item}'" for item in overrides(load_preset(args.preset))))
+    elif args.command == "run":
+        run_preset(args.preset, args.name)
+    else:
+        names = run_sweep(args.sweep, args.jobs)
+        print(comparison_table(names))
+
+
+if __name__ == "__main__":
+    main()
