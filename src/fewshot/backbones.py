@@ -30,13 +30,15 @@ class Normalised(nn.Module):
 
     def __init__(self, net: nn.Module, mean: tuple, std: tuple):
         super().__init__()
-        self.net = net
+        # Channels-last convolutions: 1.6-1.7x faster batched inference on this 2-core CPU, same
+        # features to 1e-5 (docs/results.md).
+        self.net = net.to(memory_format=torch.channels_last)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images
-        return self.net((x - self.mean) / self.std)
+        return self.net(((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last))
 
 
 @BACKBONES.register("conv4")
