@@ -38,7 +38,7 @@ def test_preset_with_a_typo_is_rejected_before_anything_is_queued(tmp_path, monk
 def test_overrides_round_trip_through_yaml_like_dvc_parses_them():
     preset = {"n_shot": 5, "models": {"m": {"method": "protonet", "freeze": False, "lr": 3e-4}}}
     parsed = {}
-    for item in experiments.overrides(preset):
+    for item in experiments.overrides(preset):  # no base: no `+` prefixes
         key, value = item.split("=", 1)
         parsed[key] = yaml.safe_load(value)
     assert parsed == {"n_shot": 5, "models.m.method": "protonet", "models.m.freeze": False,
@@ -48,3 +48,10 @@ def test_overrides_round_trip_through_yaml_like_dvc_parses_them():
 def test_grid_without_lists_is_rejected():
     with pytest.raises(UserError, match="a sweep needs 'grid'"):
         experiments.grid_points({"grid": {"n_way": 5}})
+
+
+def test_keys_missing_from_params_get_dvcs_append_prefix(monkeypatch):
+    monkeypatch.chdir(PIPELINES.parent)
+    flags = experiments.overrides(experiments.load_preset("backbones"), experiments._base())
+    assert '+models.protonet_conv4.backbone="conv4"' in flags
+    assert all(flag.startswith("+models.protonet_") for flag in flags)

@@ -136,9 +136,11 @@ def test_misspelled_key_fails_the_stage_naming_it(project):
 def test_exp_run_with_a_misspelled_key_fails_naming_it_and_changes_nothing(project):
     repo, env = project["repo"], project["env"]
     before = (repo / "dvc.lock").read_text()
-    done = sh(["dvc", "exp", "run", "-S", "trian.lr=0.1"], repo, env, check=False)
-    assert done.returncode != 0
-    assert "unknown params key 'trian'; valid keys: seed, n_way" in done.stdout + done.stderr
+    refused = sh(["dvc", "exp", "run", "-S", "trian.lr=0.1"], repo, env, check=False)
+    assert refused.returncode != 0 and "trian" in refused.stderr  # DVC refuses an unknown key
+    appended = sh(["dvc", "exp", "run", "-S", "+trian.lr=0.1"], repo, env, check=False)
+    assert appended.returncode != 0  # `+` makes DVC add it: the check stage refuses it
+    assert "unknown params key 'trian'; valid keys: seed, n_way" in appended.stdout + appended.stderr
     sh(["git", "checkout", "--", "params.yaml"], repo, env)
     assert (repo / "dvc.lock").read_text() == before
 

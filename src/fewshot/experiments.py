@@ -31,18 +31,25 @@ from fewshot.errors import UserError, one_line_errors
 PIPELINES = Path("pipelines")
 
 
-def overrides(preset: dict, prefix: str = "") -> list[str]:
+def overrides(preset: dict, base: dict | None = None, prefix: str = "") -> list[str]:
     """`key=value` overrides of every leaf of a nested preset, values in YAML flow syntax.
 
-    >>> overrides({"n_way": 3, "models": {"p": {"lr": 0.1, "method": "protonet"}}, "x": [1, 2]})
-    ['n_way=3', 'models.p.lr=0.1', 'models.p.method="protonet"', 'x=[1, 2]']
+    A key that `base` (params.yaml) lacks, e.g. a new model entry, gets DVC's `+` (append) prefix;
+    DVC refuses to override a key that does not exist without it.
+
+    >>> overrides({"n_way": 3, "models": {"p": {"lr": 0.1}, "new": {"method": "protonet"}}},
+    ...           {"n_way": 5, "models": {"p": {"lr": 0.2}}})
+    ['n_way=3', 'models.p.lr=0.1', '+models.new.method="protonet"']
     """
     flat = []
     for key, value in preset.items():
+        inner = base.get(key) if isinstance(base, dict) else None
         if isinstance(value, dict) and value:
-            flat += overrides(value, f"{prefix}{key}.")
+            nested = None if base is None else (inner if isinstance(inner, dict) else {})
+            flat += overrides(value, nested, f"{prefix}{key}.")
         else:
-            flat.append(f"{prefix}{key}={json.dumps(value)}")
+            known = isinstance(base, dict) and key in base
+            flat.append(f"{'' if known or base is None else '+'}{prefix}{key}={json.dumps(value)}")
     return flat
 
 
@@ -53,9 +60,12 @@ def load_preset(name: str, folder: Path = PIPELINES) -> dict:
         known = sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("sweep_"))
         raise UserError(f"no preset '{name}' in {folder}/; presets: {', '.join(known)}")
     preset = yaml.safe_load(path.read_text()) or {}
-    base = yaml.safe_load(Path("params.yaml").read_text()) if Path("params.yaml").exists() else {}
-    params_lib.from_dict(params_lib.merged(base, preset))
+    params_lib.from_dict(params_lib.merged(_base(), preset))
     return preset
+
+
+def _base() -> dict:
+    return yaml.safe_load(Path("params.yaml").read_text()) if Path("params.yaml").exists() else {}
 
 
 def grid_points(sweep: dict) -> list[dict]:
@@ -92,7 +102,8 @@ def _flags(items: list[str]) -> list[str]:
 
 def run_preset(name: str, exp_name: str | None) -> None:
     preset = load_preset(name)
-    subprocess.run(["dvc", "exp", "run", "-n", exp_name or name, *_flags(overrides(preset))], check=True)
+    flags = _flags(overrides(preset, _base()))
+    subprocess.run(["dvc", "exp", "run", "-n", exp_name or name, *flags], check=True)
 
 
 def run_sweep(name: str, jobs: int) -> list[str]:
@@ -102,11 +113,11 @@ def run_sweep(name: str, jobs: int) -> list[str]:
         known = sorted(p.stem.removeprefix("sweep_") for p in PIPELINES.glob("sweep_*.yaml"))
         raise UserError(f"no sweep '{name}' ({path}); sweeps: {', '.join(known)}")
     sweep = yaml.safe_load(path.read_text()) or {}
-    base = overrides(load_preset(sweep["preset"])) if sweep.get("preset") else []
+    base = overrides(load_preset(sweep["preset"]), _base()) if sweep.get("preset") else []
     names = []
     for point in grid_points(sweep):
         exp = experiment_name(name, point)
-        _dvc(["exp", "run", "--queue", "-n", exp, *_flags(base + overrides(point))])
+        _dvc(["exp", "run", "--queue", "-n", exp, *_flags(base + overrides(point, _base()))])
         names.append(exp)
         print(f"queued {exp}")
     _dvc(["queue", "start", "-j", str(jobs)])
@@ -174,7 +185,7 @@ def main() -> None:
     flags.add_argument("preset")
     args = parser.parse_args()
     if args.command == "flags":
-        print(" ".join(f"-S '{item}'" for item in overrides(load_preset(args.preset))))
+        print(" ".join(f"-S '{item}'" for item in overrides(load_preset(args.preset), _base())))
     elif args.command == "run":
         run_preset(args.preset, args.name)
     else:
