@@ -16,7 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from tests.conftest import make_image_folder
+from fewshot.shapes import make_image_folder
 
 from fewshot.params import merged
 

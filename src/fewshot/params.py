@@ -79,6 +79,17 @@ class Tracking:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """Tolerances of the regression gate (`python -m fewshot.gate`)."""
+
+    accuracy_drop: float = 0.01     # fail when the paired drop exceeds this and its CI excludes 0
+    confidence: float = 0.95        # of the paired accuracy CI
+    ece_increase: float = 0.02      # fail when calibrated ECE rises by more than this
+    latency_ratio: float = 2.0      # fail when query p50 exceeds baseline x this (same device only)
+    latency_min_ms: float = 5.0     # ... and by more than this many ms
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 0
     n_way: int = 5
@@ -92,6 +103,7 @@ class Params:
     train: Train = field(default_factory=Train)
     evaluate: Evaluate = field(default_factory=Evaluate)
     tracking: Tracking = field(default_factory=Tracking)
+    gate: Gate = field(default_factory=Gate)
 
 
 def load(path: str | Path = "params.yaml") -> Params:

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# CI after the tests: the smoke preset through real `dvc repro`, twice from clean, then the gate.
+#  1. `python -m fewshot.experiments run smoke`: a `dvc exp run` of every stage on data/shapes
+#  2. wipe every output and the DVC cache, `dvc repro --force`: must give bit-identical metrics,
+#     per-episode results and episode hashes (reproducibility)
+#  3. the regression gate against the committed baseline pipelines/baselines/smoke.json
+#  4. `dvc status` must be clean
+# Leaves the workspace holding the smoke results (params.yaml, dvc.lock, reports/ changed): run it
+# on a throwaway checkout. Writes the gate table to ${CI_OUT:-reports/ci}/gate.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH" DVC_NO_ANALYTICS=1
+out="${CI_OUT:-reports/ci}"
+mkdir -p "$out"
+step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
+
+step "smoke preset, run 1"
+python -m fewshot.experiments run smoke --name "ci-smoke-$(date +%s)"
+python -m fewshot.gate snapshot "$out/run1.json"
+
+step "smoke preset, run 2 from clean"
+rm -rf .dvc/cache data/raw data/curated data/episodes data/features data/models \
+  reports/metrics reports/plots reports/figures
+dvc repro --force --no-run-cache
+python -m fewshot.gate snapshot "$out/run2.json"
+
+step "reproducibility: run 2 must equal run 1 exactly"
+python -m fewshot.gate compare "$out/run1.json" --exact --out "$out/reproducibility.md"
+
+step "regression gate against pipelines/baselines/smoke.json"
+python -m fewshot.gate compare pipelines/baselines/smoke.json --out "$out/gate.md"
+
+step "dvc status must be clean"
+status="$(dvc status)"
+echo "$status"
+if [[ "$status" != *"up to date"* ]]; then
+  echo "error: dvc status is not clean after the smoke run" >&2
+  exit 1
+fi
+step "smoke CI passed"
