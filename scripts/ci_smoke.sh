@@ -12,6 +12,10 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" DVC_NO_ANALYTICS=1
 out="${CI_OUT:-reports/ci}"
 mkdir -p "$out"
+if [[ -n "$(git status --porcelain --untracked-files=no)" ]]; then
+  echo "error: uncommitted changes in $PWD; scripts/ci_smoke.sh overwrites the workspace, run it on a clean checkout" >&2
+  exit 2
+fi
 step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
 
 step "smoke preset, run 1"
