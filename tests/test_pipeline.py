@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
-from fewshot.shapes import make_image_folder
+from tests.conftest import plant_drop
 
 from fewshot.params import merged
+from fewshot.shapes import make_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = list(yaml.safe_load((ROOT / "params.yaml").read_text())["models"])
@@ -78,7 +80,7 @@ def test_repro_runs_every_stage_and_writes_complete_metrics(project):
         for key in ("accuracy", "accuracy_ci95", "ece", "nll", "brier", "device", "episodes_hash",
                     "ece_calibrated", "nll_calibrated", "temperature", "method", "backbone"):
             assert key in metrics, (model, key)
-        assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["episodes"] == 20
+        assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["episodes"] == 200
         assert metrics["latency"]["query_p50_ms"] > 0 and metrics["latency"]["timed_episodes"] == 3
         assert f"| {model} | {metrics['method']} | {metrics['backbone']} |" in report
     assert (project["repo"] / "docs/results/3way-1shot.md").read_text().count("\n| ") == len(MODELS) + 1
@@ -105,6 +107,26 @@ def test_second_repro_changes_nothing(project):
     again = sh(["dvc", "repro"], project["repo"], project["env"])
     assert "Data and pipelines are up to date." in again.stdout
     assert "Running stage" not in again.stdout
+
+
+def test_gate_passes_a_rerun_of_the_same_model_and_fails_a_planted_drop(project):
+    repo, env = project["repo"], project["env"]
+    gate = [sys.executable, "-m", "fewshot.gate"]
+    sh(gate + ["snapshot", "baseline.json"], repo, env)
+    sh(["dvc", "repro", "--force", "--no-run-cache", "--single-item", "train@protonet",
+        "evaluate@protonet"], repo, env)
+    assert sh(gate + ["compare", "baseline.json"], repo, env).returncode == 0
+    assert sh(gate + ["compare", "baseline.json", "--exact"], repo, env).returncode == 0
+    csv = repo / "reports/plots/protonet/episodes.csv"
+    original = csv.read_text()
+    frame = pd.read_csv(csv)
+    frame["accuracy"] = plant_drop(list(frame["accuracy"]), 0.03, queries=3)
+    frame.to_csv(csv, index=False)
+    failed = sh(gate + ["compare", "baseline.json"], repo, env, check=False)
+    csv.write_text(original)
+    assert failed.returncode == 1 and "| protonet |" in failed.stdout
+    assert "**REGRESSION**: accuracy dropped 0.0300" in failed.stdout
+    assert "up to date" in sh(["dvc", "status"], repo, env).stdout
 
 
 def test_impossible_n_way_is_one_line_and_writes_nothing(project):
@@ -146,19 +168,14 @@ def test_exp_run_with_a_misspelled_key_fails_naming_it_and_changes_nothing(proje
 
 
 def test_exp_run_with_more_shots_reruns_only_downstream_stages(project):
+    """`--dry` lists what DVC would run; real queued experiments with other shots run in test_sweep."""
     repo, env = project["repo"], project["env"]
     shutil.rmtree(repo / "bad_params", ignore_errors=True)
     shutil.rmtree(repo / "typo", ignore_errors=True)
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "baseline run"], repo, env)
-    done = sh(["dvc", "exp", "run", "-S", "n_shot=2", "-n", "two-shot"], repo, env)
+    done = sh(["dvc", "exp", "run", "--dry", "-S", "n_shot=2", "-n", "two-shot"], repo, env)
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == {"check", "episodes", "report"} | PER_MODEL
-    for model in MODELS:
-        assert json.loads((repo / f"reports/metrics/{model}.json").read_text())["n_shot"] == 2
-    assert (repo / "docs/results/3way-2shot.md").exists()
-    shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo, env).stdout)
-    assert "two-shot" in json.dumps(shown)
-    tagged = [r for r in runs_by_stage(project["uri"])["train@protonet"]
-              if r.data.tags.get("dvc_exp_name") == "two-shot"]
-    assert len(tagged) == 1
+    sh(["git", "checkout", "--", "params.yaml"], repo, env)
+    assert "up to date" in sh(["dvc", "status"], repo, env).stdout

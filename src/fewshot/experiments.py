@@ -3,7 +3,8 @@
 Usage:
   python -m fewshot.experiments run PRESET [--name NAME]      one `dvc exp run` with the preset's keys
   python -m fewshot.experiments sweep SWEEP [--jobs N]        queue the grid, run it with N workers,
-                                                              print the comparison table
+                                                              print the comparison table (also
+                                                              reports/sweeps/SWEEP.md and .png)
   python -m fewshot.experiments flags PRESET                  print the `-S key=value` overrides
 
 A preset (`pipelines/<name>.yaml`) holds only the keys it changes; it becomes `-S` overrides, so
@@ -23,12 +24,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from fewshot import params as params_lib
 from fewshot.errors import UserError, one_line_errors
+from fewshot.fileio import atomic_path
 
 PIPELINES = Path("pipelines")
+SWEEPS = Path("reports/sweeps")  # a sweep's table and accuracy-vs-shots figure
 
 
 def overrides(preset: dict, base: dict | None = None, prefix: str = "") -> list[str]:
@@ -137,23 +141,58 @@ def _wait_for_queue(poll_s: float = 5.0) -> None:
         time.sleep(poll_s)
 
 
-def comparison_table(names: list[str]) -> str:
-    """Markdown: one row per experiment and model, from `dvc exp show --json`."""
+def comparison(names: list[str]) -> pd.DataFrame:
+    """One row per experiment and model, from `dvc exp show --json`."""
     shown = json.loads(_dvc(["exp", "show", "--json", "-A"]).stdout)
-    rows = ["| experiment | n_way | n_shot | model | accuracy ± 95% CI | ECE calibrated |",
-            "|---|---|---|---|---|---|"]
+    rows = []
     for exp in _experiments(shown):
         if exp["name"] not in names:
             continue
-        params = exp["params"]
         for path, metrics in sorted(exp["metrics"].items()):
             if "accuracy" not in metrics:
                 continue
-            model = Path(path).stem
-            rows.append(f"| {exp['name']} | {params.get('n_way')} | {params.get('n_shot')} | {model} | "
-                        f"{metrics['accuracy']:.4f} ± {metrics['accuracy_ci95']:.4f} | "
-                        f"{metrics['ece_calibrated']:.4f} |")
-    return "\n".join(rows)
+            rows.append({"experiment": exp["name"], "n_way": exp["params"].get("n_way"),
+                         "n_shot": exp["params"].get("n_shot"), "model": Path(path).stem,
+                         "accuracy": metrics["accuracy"], "accuracy_ci95": metrics["accuracy_ci95"],
+                         "ece_calibrated": metrics["ece_calibrated"]})
+    found = {row["experiment"] for row in rows}
+    if missing := [name for name in names if name not in found]:
+        raise UserError(f"no results for experiment(s) {', '.join(missing)} in `dvc exp show`")
+    return pd.DataFrame(rows)
+
+
+def comparison_table(frame: pd.DataFrame) -> str:
+    """Markdown of `comparison`."""
+    lines = ["| experiment | n_way | n_shot | model | accuracy ± 95% CI | ECE calibrated |",
+             "|---|---|---|---|---|---|"]
+    for row in frame.itertuples():
+        lines.append(f"| {row.experiment} | {row.n_way} | {row.n_shot} | {row.model} | "
+                     f"{row.accuracy:.4f} ± {row.accuracy_ci95:.4f} | {row.ece_calibrated:.4f} |")
+    return "\n".join(lines)
+
+
+def comparison_figure(frame: pd.DataFrame, path: Path) -> None:
+    """Accuracy vs shots, one line per model, one panel per n_way."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ways = sorted(frame["n_way"].unique())
+    fig, axes = plt.subplots(1, len(ways), figsize=(4.5 * len(ways), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, n_way in zip(axes[0], ways, strict=True):
+        for model, rows in frame[frame["n_way"] == n_way].groupby("model"):
+            rows = rows.sort_values("n_shot")
+            ax.errorbar(rows["n_shot"], rows["accuracy"], yerr=rows["accuracy_ci95"], marker="o",
+                        capsize=3, label=model)
+        ax.set(title=f"{n_way}-way", xlabel="shots per class", xticks=sorted(frame["n_shot"].unique()))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (95% CI)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
 
 def _experiments(shown: list) -> list[dict]:
@@ -190,7 +229,14 @@ def main() -> None:
         run_preset(args.preset, args.name)
     else:
         names = run_sweep(args.sweep, args.jobs)
-        print(comparison_table(names))
+        frame = comparison(names)
+        table = comparison_table(frame)
+        out = SWEEPS / args.sweep
+        with atomic_path(out.with_suffix(".md")) as tmp:
+            tmp.write_text(f"# Sweep `{args.sweep}`\n\n{table}\n\n![accuracy vs shots]({out.name}.png)\n")
+        comparison_figure(frame, out.with_suffix(".png"))
+        print(table)
+        print(f"\nwrote {out}.md and {out}.png")
 
 
 if __name__ == "__main__":

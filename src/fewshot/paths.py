@@ -13,6 +13,7 @@ PLOTS = Path("reports/plots")
 FIGURES = Path("reports/figures")
 VALIDATION = Path("reports/validation")
 REPORT = Path("reports/report.md")
+SUMMARY = Path("reports/summary.csv")  # one row per model: n_way, n_shot, accuracy (plots)
 
 
 def model_file(method: str) -> Path:

@@ -1,0 +1,95 @@
+"""A 2 x 2 sweep through the real DVC queue with two parallel workers, logging to the default sqlite
+MLflow store: one command, a table with all four experiments, no MLflow run lost or corrupted.
+
+One trained model and one backbone, to keep it to a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from fewshot.params import merged
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ["protonet"]
+GRID = {"n_way": [2, 3], "n_shot": [1, 2]}
+LOGGED = {"ingest", "curate", "episodes", "embed", "report"} | {
+    f"{stage}@{model}" for stage in ("train", "evaluate") for model in MODELS}
+pytestmark = pytest.mark.slow
+
+
+def sh(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("sweep") / "repo"
+    repo.mkdir()
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(ROOT / "data/shapes", repo / "data/shapes")
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    smoke = yaml.safe_load((ROOT / "pipelines/smoke.yaml").read_text())
+    params = merged(base, smoke)
+    params["models"] = {name: params["models"][name] for name in MODELS}
+    params["embed"]["backbones"] = ["efficientnet_lite0"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / "pipelines").mkdir()
+    (repo / "pipelines/sweep_grid.yaml").write_text(yaml.safe_dump({"grid": GRID}))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1")
+    for key in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME"):
+        env.pop(key, None)  # the default store: sqlite in the project root
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.name", "Test"],
+                ["git", "config", "user.email", "test@example.com"], ["dvc", "init", "-q"]):
+        sh(cmd, repo, env)
+    (repo / ".gitignore").write_text("mlflow.db\nmlruns/\nreports/sweeps/\n")
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "sweep project"], repo, env)
+    done = sh([sys.executable, "-m", "fewshot.experiments", "sweep", "grid", "--jobs", "2"], repo, env)
+    return {"repo": repo, "stdout": done.stdout}
+
+
+def test_one_command_runs_four_experiments_and_tables_all_of_them(swept):
+    rows = [line for line in swept["stdout"].splitlines() if line.startswith("| grid-")]
+    assert len(rows) == 4 * len(MODELS)
+    names = {row.split("|")[1].strip() for row in rows}
+    assert names == {f"grid-n_way{w}-n_shot{s}" for w in GRID["n_way"] for s in GRID["n_shot"]}
+    for row in rows:
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[1] == cells[0].split("n_way")[1].split("-")[0]  # the table's n_way is the run's
+        assert 0.0 <= float(cells[4].split(" ± ")[0]) <= 1.0
+    assert (swept["repo"] / "reports/sweeps/grid.md").read_text().count("| grid-") == len(rows)
+    assert (swept["repo"] / "reports/sweeps/grid.png").stat().st_size > 5000
+
+
+def test_two_workers_on_sqlite_lost_no_run_and_corrupted_nothing(swept):
+    db = swept["repo"] / "mlflow.db"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("fewshot")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    by_experiment: dict[str, list] = {}
+    for run in runs:
+        assert run.info.status == "FINISHED", run.data.tags
+        by_experiment.setdefault(run.data.tags.get("dvc_exp_name"), []).append(run)
+    assert set(by_experiment) == {f"grid-n_way{w}-n_shot{s}" for w in GRID["n_way"]
+                                  for s in GRID["n_shot"]}
+    for name, group in by_experiment.items():
+        assert sorted(r.data.tags["stage"] for r in group) == sorted(LOGGED), name
+        evaluated = [r for r in group if r.data.tags["stage"] == "evaluate@protonet"][0]
+        assert int(evaluated.data.params["n_way"]) == int(name.split("n_way")[1].split("-")[0])
+        assert "accuracy" in evaluated.data.metrics
