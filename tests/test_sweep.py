@@ -6,6 +6,7 @@ One trained model and one backbone, to keep it to a few minutes on 2 cores.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -47,7 +48,7 @@ def swept(tmp_path_factory):
     params["embed"]["backbones"] = ["efficientnet_lite0"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / "pipelines").mkdir()
-    (repo / "pipelines/sweep_grid.yaml").write_text(yaml.safe_dump({"grid": GRID}))
+    (repo / "pipelines/sweep_grid.yaml").write_text(yaml.safe_dump({"grid": GRID}, sort_keys=False))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
                DVC_NO_ANALYTICS="1")
     for key in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME"):
@@ -55,7 +56,7 @@ def swept(tmp_path_factory):
     for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.name", "Test"],
                 ["git", "config", "user.email", "test@example.com"], ["dvc", "init", "-q"]):
         sh(cmd, repo, env)
-    (repo / ".gitignore").write_text("mlflow.db\nmlruns/\nreports/sweeps/\n")
+    (repo / ".gitignore").write_text("mlflow.db\nmlflow.db.lock\nmlruns/\nreports/sweeps/\n")
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "sweep project"], repo, env)
     done = sh([sys.executable, "-m", "fewshot.experiments", "sweep", "grid", "--jobs", "2"], repo, env)
@@ -93,3 +94,14 @@ def test_two_workers_on_sqlite_lost_no_run_and_corrupted_nothing(swept):
         evaluated = [r for r in group if r.data.tags["stage"] == "evaluate@protonet"][0]
         assert int(evaluated.data.params["n_way"]) == int(name.split("n_way")[1].split("-")[0])
         assert "accuracy" in evaluated.data.metrics
+
+
+def test_plots_diff_draws_accuracy_vs_shots_across_the_experiments(swept):
+    names = sorted(f"grid-n_way{w}-n_shot{s}" for w in GRID["n_way"] for s in GRID["n_shot"])
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    shown = json.loads(sh(["dvc", "plots", "diff", "--json", *names], swept["repo"], env).stdout)
+    values = shown["data"]["Accuracy vs shots"][0]["content"]["data"]["values"]
+    points = {(v["rev"], v["n_way"], v["n_shot"]) for v in values if v["model"] == "protonet"}
+    assert points == {(n, n.split("n_way")[1][0], n[-1]) for n in names}
+    reliability = shown["data"]["Reliability diagram (after temperature scaling)"][0]
+    assert set(reliability["revisions"]) == set(names)

@@ -1,3 +1,10 @@
+"""MLflow tracking: the default store, tags, and parallel workers on one sqlite file."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -33,3 +40,31 @@ def test_stage_run_records_params_metrics_and_tags(monkeypatch, tmp_path):
     assert tags["episodes_hash"] == "h1" and len(tags["git_commit"]) > 0
     assert runs[0].data.params["train.lr"] == "0.1"
     assert runs[0].data.metrics["val_accuracy"] == 0.5
+
+
+WORKER = """
+import sys, time
+from fewshot.tracking import stage_run
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # all workers open the store at once
+with stage_run(f"worker{sys.argv[2]}", "parallel") as run:
+    for step in range(20):
+        run.log_metrics({"value": step}, step=step)
+"""
+
+
+def test_parallel_workers_creating_one_sqlite_store_lose_no_run(monkeypatch, tmp_path):
+    """Four processes open a fresh sqlite store at the same instant (as queue workers do)."""
+    db = tmp_path / "fresh.db"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{db}")
+    start = time.time() + 6  # after every interpreter has imported mlflow
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(start), str(i)], env=env,
+                                cwd=tmp_path, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    errors = [w.communicate(timeout=120)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0, 0], "\n".join(errors)[-3000:]
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name("parallel").experiment_id])
+    assert sorted(r.data.tags["stage"] for r in runs) == [f"worker{i}" for i in range(4)]
+    for run in runs:
+        assert len(client.get_metric_history(run.info.run_id, "value")) == 20
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

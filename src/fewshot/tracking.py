@@ -3,11 +3,17 @@
 Default store: an sqlite file at the project root, addressed by an absolute URI so that
 `dvc exp run --temp/--queue` copies (which run under `<root>/.dvc/tmp/exps/`) log to the same
 store. `MLFLOW_TRACKING_URI` overrides it (a team server).
+
+Parallel queue workers share that sqlite file. MLflow creates and migrates its tables the first
+time a process opens a store; two processes doing it at once fail (`duplicate column name`), so
+opening an sqlite store holds an exclusive lock file (`<db>.lock`). Logging afterwards is short
+transactions that sqlite serialises.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import subprocess
 from pathlib import Path
@@ -57,14 +63,32 @@ def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None) -
     """Open one MLflow run for a pipeline stage; a failing stage leaves a FAILED run behind."""
     import mlflow  # imported here: 3 s that commands without tracking should not pay
 
-    mlflow.set_tracking_uri(tracking_uri())
-    experiment_id = _experiment_id(mlflow, experiment)
+    uri = tracking_uri()
+    with _sqlite_lock(uri):
+        mlflow.set_tracking_uri(uri)
+        experiment_id = _experiment_id(mlflow, experiment)
     all_tags = {"stage": stage, "git_commit": git_commit()}
     if os.environ.get("DVC_EXP_NAME"):
         all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     all_tags.update(tags or {})
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags) as run:
         yield StageRun(mlflow, run.info.run_id)
+
+
+@contextlib.contextmanager
+def _sqlite_lock(uri: str) -> Iterator[None]:
+    """Hold `<db>.lock` exclusively while an sqlite store is opened (created or migrated)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _experiment_id(mlflow: Any, name: str) -> str:
