@@ -58,6 +58,9 @@ def project(tmp_path_factory):
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "smoke project"], repo, env)
     first = sh(["dvc", "repro"], repo, env)
+    if os.environ.get("FEWSHOT_SMOKE_SNAPSHOT"):  # .ci/run: compared with its own clean smoke run
+        sh([sys.executable, "-m", "fewshot.gate", "snapshot", os.environ["FEWSHOT_SMOKE_SNAPSHOT"]],
+           repo, env)
     return {"repo": repo, "env": env, "uri": env["MLFLOW_TRACKING_URI"], "first": first}
 
 
@@ -113,8 +116,7 @@ def test_gate_passes_a_rerun_of_the_same_model_and_fails_a_planted_drop(project)
     repo, env = project["repo"], project["env"]
     gate = [sys.executable, "-m", "fewshot.gate"]
     sh(gate + ["snapshot", "baseline.json"], repo, env)
-    sh(["dvc", "repro", "--force", "--no-run-cache", "--single-item", "train@protonet",
-        "evaluate@protonet"], repo, env)
+    sh(["dvc", "repro", "--force", "--no-run-cache", "--downstream", "train@protonet"], repo, env)
     assert sh(gate + ["compare", "baseline.json"], repo, env).returncode == 0
     assert sh(gate + ["compare", "baseline.json", "--exact"], repo, env).returncode == 0
     csv = repo / "reports/plots/protonet/episodes.csv"

@@ -202,10 +202,16 @@ def table(rows: list[dict], confidence: float) -> str:
         delta = (f"{paired.mean:+.4f} [{paired.low:+.4f}, {paired.high:+.4f}]" if paired else "")
         verdict = ("**REGRESSION**: " + "; ".join(row["problems"]) if row["problems"]
                    else "new (no baseline)" if row.get("new") else "ok")
-        lines.append(f"| {row['model']} | {_pair(base, cur, 'accuracy', '.4f')} | {delta} | "
+        lines.append(f"| {row['model']} | {_pair(_mean(base), _mean(cur), 'accuracy', '.4f')} | {delta} | "
                      f"{_pair(base, cur, 'ece_calibrated', '.4f')} | "
                      f"{_pair(base, cur, 'query_p50_ms', '.1f')} | {verdict} |")
     return "\n".join(lines)
+
+
+def _mean(entry: dict) -> dict:
+    """The entry with accuracy as the mean of its per-episode results (what the paired test sees)."""
+    episodes = entry.get("per_episode")
+    return entry | {"accuracy": sum(episodes) / len(episodes)} if episodes else entry
 
 
 def _pair(base: dict, cur: dict, key: str, spec: str) -> str:
