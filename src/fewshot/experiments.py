@@ -158,7 +158,7 @@ def comparison(names: list[str]) -> pd.DataFrame:
     found = {row["experiment"] for row in rows}
     if missing := [name for name in names if name not in found]:
         raise UserError(f"no results for experiment(s) {', '.join(missing)} in `dvc exp show`")
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values(["n_way", "n_shot", "model"], ignore_index=True)
 
 
 def comparison_table(frame: pd.DataFrame) -> str:
