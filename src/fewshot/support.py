@@ -1,0 +1,195 @@
+"""Support sets as versioned artefacts: the classes a model should recognise, with their examples.
+
+A support set holds, per class, its name and description, the text embedding of both, and the
+method inputs of its example images (backbone features for a frozen backbone, else pixels), with
+each image's file name and SHA-256. It is saved as one safetensors file whose metadata records the
+model (name and checkpoint hash), backbone and image size that made it; loading it for another
+model is refused, since its features would mean nothing there. Adding or removing classes needs
+no retraining and re-embeds only the new images.
+
+Folder layout (the same as `data.source: image_folder`):
+
+    support/
+      classes.csv        # optional: class_name,description
+      cat/  1.jpg ...
+      dog/  a.png ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fewshot.errors import UserError
+from fewshot.fileio import load_tensors, save_tensors
+from fewshot.inference import Trained, read_images
+from fewshot.text import TextEncoder, class_embeddings
+
+FORMAT = 1
+
+
+@dataclass
+class SupportSet:
+    provenance: dict                 # Trained.provenance of the model that made it
+    classes: list[str]
+    descriptions: list[str]
+    class_text: torch.Tensor         # (C, T) text embedding per class
+    inputs: torch.Tensor             # (N, ...) method inputs of the example images
+    labels: torch.Tensor             # (N,) index into `classes`
+    items: list[dict] = field(default_factory=list)  # per image: class, file, sha256
+    warnings: list[str] = field(default_factory=list)  # files skipped when it was built
+
+    def save(self, path: Path) -> None:
+        save_tensors(Path(path), {"class_text": self.class_text, "inputs": self.inputs,
+                                  "labels": self.labels},
+                     {"format": FORMAT, "provenance": self.provenance, "classes": self.classes,
+                      "descriptions": self.descriptions, "items": self.items})
+
+    @classmethod
+    def load(cls, path: Path, trained: Trained) -> SupportSet:
+        """Read a saved support set, refusing one made by another model or backbone."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"support set '{path}' does not exist; save one with --save-support")
+        try:
+            tensors, meta = load_tensors(path)
+        except Exception as err:  # safetensors raises its own error types for foreign files
+            raise UserError(f"'{path}' is not a saved support set ({type(err).__name__})") from None
+        if meta.get("format") != FORMAT:
+            raise UserError(f"'{path}' is not a saved support set (format {meta.get('format')!r}, "
+                            f"expected {FORMAT})")
+        made_by, now = meta["provenance"], trained.provenance
+        for key in ("backbone", "model_sha256", "image_size"):
+            if made_by.get(key) != now.get(key):
+                width = 16 if key == "model_sha256" else None
+                raise UserError(
+                    f"support set '{path}' was made by model '{made_by.get('model')}' "
+                    f"({key} {str(made_by.get(key))[:width]}) but the model now is '{now['model']}' "
+                    f"({key} {str(now.get(key))[:width]}); rebuild it from the images with --support")
+        return cls(made_by, meta["classes"], meta["descriptions"], tensors["class_text"],
+                   tensors["inputs"], tensors["labels"], meta["items"])
+
+    def remove(self, names: list[str]) -> SupportSet:
+        """The set without the named classes."""
+        unknown = [n for n in names if n not in self.classes]
+        if unknown:
+            raise UserError(f"cannot remove class(es) {unknown}: the support set has "
+                            f"{', '.join(self.classes)}")
+        keep = [i for i, c in enumerate(self.classes) if c not in names]
+        if not keep:
+            raise UserError("removing every class would leave an empty support set")
+        new_index = {old: new for new, old in enumerate(keep)}
+        rows = [i for i, label in enumerate(self.labels.tolist()) if label in new_index]
+        return SupportSet(self.provenance, [self.classes[i] for i in keep],
+                          [self.descriptions[i] for i in keep], self.class_text[keep],
+                          self.inputs[rows],
+                          torch.tensor([new_index[self.labels[i].item()] for i in rows],
+                                       dtype=torch.long),
+                          [self.items[i] for i in rows])
+
+    def merge(self, other: SupportSet) -> SupportSet:
+        """This set plus `other`'s classes (made by the same model); a class in both is refused."""
+        if other.provenance != self.provenance:
+            raise UserError("cannot merge support sets made by different models")
+        both = sorted(set(self.classes) & set(other.classes))
+        if both:
+            raise UserError(f"class(es) {both} are already in the support set; remove them first")
+        offset = len(self.classes)
+        return SupportSet(self.provenance, self.classes + other.classes,
+                          self.descriptions + other.descriptions,
+                          torch.cat([self.class_text, other.class_text]),
+                          torch.cat([self.inputs, other.inputs]),
+                          torch.cat([self.labels, other.labels + offset]),
+                          self.items + other.items, self.warnings + other.warnings)
+
+
+def read_class_table(path: Path) -> pd.DataFrame:
+    """class_name[,description] rows from a CSV with a header, or one class name per line."""
+    if not path.is_file():
+        raise UserError(f"classes file '{path}' does not exist; expected a CSV with a class_name "
+                        "column (and optionally description) or one class name per line")
+    text = path.read_text(encoding="utf-8")
+    first = text.splitlines()[0].strip() if text.strip() else ""
+    if first.split(",")[0].strip() == "class_name":
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+        table = pd.DataFrame({"class_name": names})
+    if "description" not in table:
+        table["description"] = ""
+    table = table[["class_name", "description"]]
+    if table.empty:
+        raise UserError(f"classes file '{path}' lists no classes")
+    duplicated = sorted(table.loc[table["class_name"].duplicated(), "class_name"])
+    if duplicated:
+        raise UserError(f"classes file '{path}' lists {duplicated} more than once")
+    return table.reset_index(drop=True)
+
+
+def text_embeddings(table: pd.DataFrame, templates: list[str],
+                    encoder: TextEncoder | None = None) -> torch.Tensor:
+    """(C, 384) template-mean MiniLM embedding of each class name (and description)."""
+    rows = table.assign(category="", subcategory="")
+    return class_embeddings(encoder or TextEncoder(), rows, templates)[0]
+
+
+def from_folder(trained: Trained, folder: Path, classes_file: Path | None = None,
+                encoder: TextEncoder | None = None, batch_size: int = 64) -> SupportSet:
+    """Build a support set from one sub-folder per class.
+
+    Unreadable files are skipped with a warning each; a class left without images is an error.
+    Descriptions come from `classes_file`, else the folder's `classes.csv`, else the names alone.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"support folder '{folder}' does not exist; expected one sub-folder per class")
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise UserError(f"support folder '{folder}' has no class sub-folders; expected "
+                        "<folder>/<class>/<images>")
+    described = _descriptions(classes_file or folder / "classes.csv")
+    files, labels, warnings = [], [], []
+    for label, class_dir in enumerate(class_dirs):
+        found = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not found:
+            raise UserError(f"class folder '{class_dir}' is empty; give it at least one image")
+        files += found
+        labels += [label] * len(found)
+    pixels, ok, errors = read_images(files, trained.image_size)
+    warnings = [errors[i] for i in sorted(errors)]
+    kept_labels = [labels[i] for i in ok]
+    empty = [class_dirs[c].name for c in range(len(class_dirs)) if c not in kept_labels]
+    if empty:
+        raise UserError(f"class folder(s) {empty} hold no readable image (first problem: "
+                        f"{warnings[0]})")
+    names = [d.name for d in class_dirs]
+    table = pd.DataFrame({"class_name": names,
+                          "description": [described.get(n, "") for n in names]})
+    items = [{"class": names[labels[i]], "file": files[i].name,
+              "sha256": hashlib.sha256(files[i].read_bytes()).hexdigest()} for i in ok]
+    return SupportSet(trained.provenance, names, list(table["description"]),
+                      text_embeddings(table, trained.templates, encoder),
+                      trained.inputs(pixels, batch_size), torch.tensor(kept_labels, dtype=torch.long),
+                      items, warnings)
+
+
+def from_classes(trained: Trained, classes_file: Path, encoder: TextEncoder | None = None
+                 ) -> SupportSet:
+    """A support set of class names and descriptions only, for zero-shot models."""
+    table = read_class_table(Path(classes_file))
+    empty = trained.inputs(np.zeros((0, 3, trained.image_size, trained.image_size), dtype=np.uint8))
+    return SupportSet(trained.provenance, list(table["class_name"]), list(table["description"]),
+                      text_embeddings(table, trained.templates, encoder), empty,
+                      torch.zeros(0, dtype=torch.long))
+
+
+def _descriptions(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    table = read_class_table(path)
+    return dict(zip(table["class_name"], table["description"], strict=True))
