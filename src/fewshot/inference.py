@@ -72,7 +72,7 @@ def resolve_model(model: str) -> tuple[str, Path]:
 
 
 def load(model: str, temperature: float | None = None, image_size: int | None = None,
-         templates: list[str] | None = None) -> Trained:
+         templates: list[str] | None = None, name: str | None = None) -> Trained:
     """Load a trained method by name or path.
 
     The temperature defaults to the one fitted by evaluate@<name> (1.0 when the model was never
@@ -81,20 +81,23 @@ def load(model: str, temperature: float | None = None, image_size: int | None = 
     """
     from fewshot import params as params_lib
 
-    name, path = resolve_model(model)
+    found, path = resolve_model(model)
+    name = name or found
     method, info = models.load(path, on_features=True)
     backbone = None
     if info["frozen"]:
         backbone = BACKBONES.create(info["spec"]["backbone"]).module.eval()
     else:
         method, info = models.load(path, on_features=False)
-    params = params_lib.load() if Path("params.yaml").is_file() else params_lib.Params()
+    if image_size is None or templates is None:
+        params = params_lib.load() if Path("params.yaml").is_file() else params_lib.Params()
+        image_size = image_size or params.curate.image_size
+        templates = templates or params.embed.text_templates
     if temperature is None:
         metrics = paths.METRICS / f"{name}.json"
         temperature = json.loads(metrics.read_text()).get("temperature", 1.0) if metrics.is_file() else 1.0
     return Trained(name, path, sha256_file(path), info["spec"], method, backbone, float(temperature),
-                   image_size or params.curate.image_size,
-                   list(templates or params.embed.text_templates))
+                   image_size, list(templates))
 
 
 def read_image(path: Path, size: int) -> np.ndarray:

@@ -7,8 +7,10 @@ Examples:
       --remove dog --save-support my.support.safetensors queries/ --json answers.json
   fewshot-predict --model zero_shot --classes names.csv queries/
 
---model is a trained model's name (data/models/<name>/, after `dvc repro`) or a path to its
-model.pt. --support DIR has one sub-folder per class (optional classes.csv: class_name,description);
+--model is a trained model's name (data/models/<name>/, after `dvc repro`), a path to its
+model.pt, or the MLflow URI of a model logged by `python -m fewshot.serving` (runs:/<id>/model;
+its support set is used unless --support/--support-set/--classes is given).
+--support DIR has one sub-folder per class (optional classes.csv: class_name,description);
 --classes FILE gives class names (and descriptions) for zero-shot models, or descriptions for the
 support folder's classes. Probabilities are calibrated with the temperature evaluate@<model>
 fitted on validation episodes; a query whose top probability is under --threshold is `unknown`.
@@ -81,8 +83,11 @@ def predict(trained: Trained, support: SupportSet, files: list[Path], threshold:
     return answers
 
 
-def load_support(trained: Trained, args: argparse.Namespace) -> SupportSet:
-    if args.support_set:
+def load_support(trained: Trained, args: argparse.Namespace,
+                 logged: SupportSet | None = None) -> SupportSet:
+    if logged is not None and not (args.support or args.support_set or args.classes):
+        support = logged
+    elif args.support_set:
         support = SupportSet.load(args.support_set, trained)
         if args.add:
             support = support.merge(from_folder(trained, args.add, args.classes,
@@ -112,7 +117,8 @@ def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="fewshot-predict", description=doc[0],
                                   epilog=doc[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_argument("queries", nargs="*", type=Path, help="image files or folders of images")
-    cli.add_argument("--model", required=True, help="trained model name or path to model.pt")
+    cli.add_argument("--model", required=True,
+                     help="trained model name, path to model.pt, or MLflow URI (runs:/ID/model)")
     source = cli.add_mutually_exclusive_group()
     source.add_argument("--support", type=Path, help="folder with one sub-folder of images per class")
     source.add_argument("--support-set", type=Path, help="a support set saved with --save-support")
@@ -140,8 +146,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size {args.batch_size} must be at least 1")
     if args.add and not args.support_set:
         raise UserError("--add needs --support-set (the saved set to add classes to)")
-    trained = inference.load(args.model, temperature=args.temperature)
-    support = load_support(trained, args)
+    logged = None
+    if args.model.startswith(("runs:/", "models:/")):  # a model logged by fewshot.serving
+        import mlflow
+
+        served = mlflow.pyfunc.load_model(args.model).unwrap_python_model()
+        trained, logged = served.trained, served.support
+        if args.temperature is not None:
+            trained.temperature = args.temperature
+    else:
+        trained = inference.load(args.model, temperature=args.temperature)
+    support = load_support(trained, args, logged)
     for warning in support.warnings:
         print(f"warning: skipped support image: {warning}", file=sys.stderr)
     if args.save_support:

@@ -1,0 +1,132 @@
+"""A trained method plus a support set as an MLflow pyfunc model: `mlflow models predict/serve`.
+
+Usage:
+  python -m fewshot.serving --model protonet --support-set my.support.safetensors [--threshold 0.5]
+
+logs one MLflow run (tracking URI as for the pipeline: the project's mlflow.db, or
+MLFLOW_TRACKING_URI) holding the model and prints its URI, e.g. `runs:/<run id>/model`. Then
+
+  mlflow models predict -m runs:/<run id>/model -i queries.json -t json --env-manager local
+  mlflow models serve -m runs:/<run id>/model -h 127.0.0.1 -p 5001 --env-manager local
+
+Input: a table with a column `image` (base64-encoded image file bytes) or `path` (image file paths
+readable by the server). Output: one row per query with `label` (a class or "unknown"),
+`top_class`, `probability`, `probabilities` (JSON: class -> probability) and `error` (empty when
+the query was answered) — the same answers as `fewshot-predict`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from fewshot import inference
+from fewshot.errors import UserError, one_line_errors
+from fewshot.fileio import atomic_path
+from fewshot.predict import predict
+from fewshot.support import SupportSet
+
+COLUMNS = ["label", "top_class", "probability", "probabilities", "error"]
+
+
+class FewShotModel(mlflow.pyfunc.PythonModel):
+    """Loads the checkpoint, its calibration and the support set once; answers batches of images."""
+
+    def load_context(self, context) -> None:
+        config = json.loads(Path(context.artifacts["config"]).read_text())
+        self.threshold = config["threshold"]
+        self.trained = inference.load(context.artifacts["model"], config["temperature"],
+                                      config["image_size"], config["templates"], config["name"])
+        self.support = SupportSet.load(Path(context.artifacts["support"]), self.trained)
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        with tempfile.TemporaryDirectory() as folder:
+            files, decode_errors = _query_files(frame, Path(folder))
+            answers = predict(self.trained, self.support, files, self.threshold)
+        rows = []
+        for index, answer in enumerate(answers):
+            error = decode_errors.get(index) or answer.get("error", "")
+            if error:
+                rows.append({"label": "", "top_class": "", "probability": float("nan"),
+                             "probabilities": "{}", "error": error})
+            else:
+                rows.append({"label": answer["label"], "top_class": answer["top_class"],
+                             "probability": answer["probability"],
+                             "probabilities": json.dumps(answer["probabilities"]), "error": ""})
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _query_files(frame: pd.DataFrame, folder: Path) -> tuple[list[Path], dict[int, str]]:
+    """The queries as files: `path` as given, `image` (base64) decoded into `folder`."""
+    if "path" in frame:
+        return [Path(p) for p in frame["path"]], {}
+    if "image" not in frame:
+        raise UserError(f"input columns {list(frame.columns)}: expected 'image' (base64 image bytes) "
+                        "or 'path'")
+    files, errors = [], {}
+    for index, encoded in enumerate(frame["image"]):
+        path = folder / f"query_{index}"
+        try:
+            path.write_bytes(base64.b64decode(str(encoded), validate=True))
+        except (binascii.Error, ValueError):
+            errors[index] = f"query {index}: 'image' is not valid base64"
+            path.write_bytes(b"")
+        files.append(path)
+    return files, errors
+
+
+def log_model(model: str, support_set: Path, threshold: float = 0.0,
+              experiment: str = "fewshot-serving") -> str:
+    """Log the model + support set as a pyfunc model in a new MLflow run; return its model URI."""
+    from fewshot.tracking import stage_run
+
+    trained = inference.load(model)
+    SupportSet.load(support_set, trained)  # refuse a support set of another model before logging
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "config.json"
+        with atomic_path(config) as tmp:
+            tmp.write_text(json.dumps({"name": trained.name, "temperature": trained.temperature,
+                                       "image_size": trained.image_size,
+                                       "templates": trained.templates, "threshold": threshold}))
+        with stage_run("serve", experiment, {"model": trained.name} | {
+                k: str(v) for k, v in trained.provenance.items()}) as run:
+            mlflow.pyfunc.log_model(
+                name="model", python_model=FewShotModel(), pip_requirements=_requirements(),
+                artifacts={"model": str(trained.path), "support": str(support_set),
+                           "config": str(config)})
+            return f"runs:/{run.run_id}/model"
+
+
+def _requirements() -> list[str]:
+    """The serving environment's key pins (stated, not inferred: inference would load the model)."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in
+            ("mlflow", "torch", "torchvision", "timm", "transformers", "safetensors", "pandas",
+             "pillow", "numpy")]
+
+
+@one_line_errors
+def main() -> None:
+    cli = argparse.ArgumentParser(prog="python -m fewshot.serving", description=__doc__.split("\n")[0])
+    cli.add_argument("--model", required=True, help="trained model name or path to model.pt")
+    cli.add_argument("--support-set", required=True, type=Path,
+                     help="a support set saved by fewshot-predict --save-support")
+    cli.add_argument("--threshold", type=float, default=0.0,
+                     help="'unknown' below this calibrated probability (default 0)")
+    args = cli.parse_args()
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UserError(f"--threshold {args.threshold} must be a probability in [0, 1]")
+    print(log_model(args.model, args.support_set, args.threshold))
+
+
+if __name__ == "__main__":
+    main()
