@@ -56,6 +56,8 @@ class Trained:
         if len(pixels) == 0:  # a support set of class names only: no images, right feature shape
             blank = torch.zeros((1, 3, self.image_size, self.image_size), dtype=torch.uint8)
             return torch.zeros((0, *self.backbone(blank).shape[1:]))
+        if len(pixels) <= batch_size:  # one batch: no progress bar
+            return self.backbone(torch.as_tensor(pixels)).float()
         return embed(self.backbone, pixels, batch_size, desc="embed images")
 
 

@@ -58,29 +58,42 @@ def _blank(trained: Trained):
     return np.full((1, 3, trained.image_size, trained.image_size), 255, dtype=np.uint8)
 
 
+class Predictor:
+    """A trained method with its support set processed once; answers any number of queries."""
+
+    def __init__(self, trained: Trained, support: SupportSet, threshold: float = 0.0,
+                 batch_size: int = 64):
+        prepare(trained, support)
+        self.trained, self.support = trained, support
+        self.threshold, self.batch_size = threshold, batch_size
+
+    def __call__(self, files: list[Path]) -> list[dict]:
+        """One answer per file, in order: the class (or `unknown`), its probability and every
+        class's; or the error that kept the file from being read."""
+        answers: list[dict] = [{"query": str(f)} for f in files]
+        for start in range(0, len(files), self.batch_size):
+            chunk = files[start : start + self.batch_size]
+            pixels, ok, errors = inference.read_images(chunk, self.trained.image_size)
+            for index, message in errors.items():
+                answers[start + index]["error"] = message
+            if not ok:
+                continue
+            with torch.no_grad():
+                logits = self.trained.method(self.trained.inputs(pixels, self.batch_size))
+            probs = inference.probabilities(logits, self.trained.temperature)
+            for row, index in zip(probs.tolist(), ok, strict=True):
+                best = max(range(len(row)), key=row.__getitem__)
+                answers[start + index] |= {
+                    "label": self.support.classes[best] if row[best] >= self.threshold else UNKNOWN,
+                    "top_class": self.support.classes[best], "probability": row[best],
+                    "probabilities": dict(zip(self.support.classes, row, strict=True))}
+        return answers
+
+
 def predict(trained: Trained, support: SupportSet, files: list[Path], threshold: float = 0.0,
             batch_size: int = 64) -> list[dict]:
-    """One answer per file, in order: the class (or `unknown`), its probability and every class's;
-    or the error that kept the file from being read."""
-    prepare(trained, support)
-    answers: list[dict] = [{"query": str(f)} for f in files]
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        pixels, ok, errors = inference.read_images(chunk, trained.image_size)
-        for index, message in errors.items():
-            answers[start + index]["error"] = message
-        if not ok:
-            continue
-        with torch.no_grad():
-            probs = inference.probabilities(trained.method(trained.inputs(pixels, batch_size)),
-                                            trained.temperature)
-        for row, index in zip(probs.tolist(), ok, strict=True):
-            best = max(range(len(row)), key=row.__getitem__)
-            answers[start + index] |= {
-                "label": support.classes[best] if row[best] >= threshold else UNKNOWN,
-                "top_class": support.classes[best], "probability": row[best],
-                "probabilities": dict(zip(support.classes, row, strict=True))}
-    return answers
+    """Answer `files` with a fresh `Predictor` (see there)."""
+    return Predictor(trained, support, threshold, batch_size)(files)
 
 
 def load_support(trained: Trained, args: argparse.Namespace,

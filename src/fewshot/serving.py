@@ -30,7 +30,7 @@ import pandas as pd
 from fewshot import inference
 from fewshot.errors import UserError, one_line_errors
 from fewshot.fileio import atomic_path
-from fewshot.predict import predict
+from fewshot.predict import Predictor
 from fewshot.support import SupportSet
 
 COLUMNS = ["label", "top_class", "probability", "probabilities", "error"]
@@ -45,12 +45,13 @@ class FewShotModel(mlflow.pyfunc.PythonModel):
         self.trained = inference.load(context.artifacts["model"], config["temperature"],
                                       config["image_size"], config["templates"], config["name"])
         self.support = SupportSet.load(Path(context.artifacts["support"]), self.trained)
+        self.predictor = Predictor(self.trained, self.support, self.threshold)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
         with tempfile.TemporaryDirectory() as folder:
             files, decode_errors = _query_files(frame, Path(folder))
-            answers = predict(self.trained, self.support, files, self.threshold)
+            answers = self.predictor(files)
         rows = []
         for index, answer in enumerate(answers):
             error = decode_errors.get(index) or answer.get("error", "")
