@@ -179,3 +179,13 @@ def test_command_writes_json_and_exits_1_when_a_query_failed(setup):
                            cwd=tmp, capture_output=True, text=True)
     assert again.returncode == 2
     assert again.stderr.strip() == "error: --threshold 2.0 must be a probability in [0, 1]"
+
+
+def test_query_pixels_equal_curation_of_the_same_file(tmp_path):
+    from fewshot import images
+
+    Image.new("RGBA", (50, 30), (200, 10, 10, 120)).save(tmp_path / "q.png")
+    Image.new("L", (31, 64), 77).save(tmp_path / "g.png")
+    for name in ("q.png", "g.png"):
+        curated = images.decode(images.normalise(tmp_path / name, 32)).transpose(2, 0, 1)
+        assert (inference.read_image(tmp_path / name, 32) == curated).all()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from fewshot import images as images_lib
 from fewshot import models, paths
@@ -111,10 +111,17 @@ def read_image(path: Path, size: int) -> np.ndarray:
     if not path.is_file():
         raise UserError(f"image '{path}' does not exist or is not a file")
     try:
-        png = images_lib.normalise(path, size)
+        if path.suffix.lower() == ".svg":
+            return images_lib.decode(images_lib.normalise(path, size)).transpose(2, 0, 1).copy()
+        # Raster: the same steps as curation without its PNG round trip (lossless: same pixels).
+        with Image.open(path) as image:
+            image.load()
+            square = images_lib.on_white_square(image, size)
     except Image.DecompressionBombError as err:
         raise UserError(f"image '{path}' is too large to decode safely ({err})") from None
-    return images_lib.decode(png).transpose(2, 0, 1).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise UserError(f"cannot read image '{path}': {err}") from None
+    return np.asarray(square).transpose(2, 0, 1).copy()
 
 
 def read_images(files: list[Path], size: int) -> tuple[np.ndarray, list[int], dict[int, str]]:
