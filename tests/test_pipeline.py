@@ -131,6 +131,36 @@ def test_gate_passes_a_rerun_of_the_same_model_and_fails_a_planted_drop(project)
     assert "up to date" in sh(["dvc", "status"], repo, env).stdout
 
 
+def test_trained_model_predicts_and_its_served_copy_answers_the_same(project):
+    """The issue-5 done-when on the smoke run: fewshot-predict on a support folder, then the same
+    through `mlflow models predict` of the model logged with its saved support set."""
+    repo, env = project["repo"], project["env"]
+    images = Path(yaml.safe_load((repo / "params.yaml").read_text())["data"]["image_folder"])
+    for c in range(5):
+        (repo / "sup" / f"class_{c:02d}").mkdir(parents=True)
+        shutil.copy(images / f"class_{c:02d}/design_0.png", repo / "sup" / f"class_{c:02d}")
+        for v in (1, 2, 3):
+            shutil.copy(images / f"class_{c:02d}/design_{v}.png", repo / f"q_{c}_{v}.png")
+    queries = sorted(str(p.name) for p in repo.glob("q_*.png"))
+    bin_dir = Path(sys.executable).parent
+    done = sh([str(bin_dir / "fewshot-predict"), "--model", "protonet", "--support", "sup",
+               "--save-support", "s.safetensors", "--json", "a.json", *queries], repo, env)
+    answers = json.loads((repo / "a.json").read_text())["answers"]
+    assert len(answers) == len(queries) == len(done.stdout.strip().splitlines())
+    assert all(a["label"] in {f"class_{c:02d}" for c in range(5)} for a in answers)
+    uri = sh([sys.executable, "-m", "fewshot.serving", "--model", "protonet", "--support-set",
+              "s.safetensors"], repo, env).stdout.strip().splitlines()[-1]
+    request = {"dataframe_split": {"columns": ["path"], "data": [[str(repo / q)] for q in queries]}}
+    (repo / "in.json").write_text(json.dumps(request))
+    sh([str(bin_dir / "mlflow"), "models", "predict", "-m", uri, "-i", "in.json", "-t", "json",
+        "--env-manager", "local", "-o", "out.json"], repo, env)
+    served = json.loads((repo / "out.json").read_text())["predictions"]
+    assert [r["label"] for r in served] == [a["label"] for a in answers]
+    assert [r["probability"] for r in served] == pytest.approx([a["probability"] for a in answers])
+    for leftover in ("sup", *queries, "s.safetensors", "a.json", "in.json", "out.json"):
+        shutil.rmtree(repo / leftover) if (repo / leftover).is_dir() else (repo / leftover).unlink()
+
+
 def test_impossible_n_way_is_one_line_and_writes_nothing(project):
     repo, env = project["repo"], project["env"]
     before = (repo / "data/episodes/hashes.txt").read_text()
