@@ -25,6 +25,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fewshot import inference
@@ -36,36 +37,33 @@ from fewshot.support import SupportSet, from_classes, from_folder
 UNKNOWN = "unknown"
 
 
-def prepare(trained: Trained, support: SupportSet) -> None:
-    """Give the method the support set once; refuse a support set the method cannot use."""
-    probe, reason = None, None
-    try:
-        with torch.no_grad():
-            trained.method.process_support_set(support.inputs, support.labels, support.class_text)
-            probe = trained.method(trained.inputs(_blank(trained)))
-    except (RuntimeError, ValueError, IndexError) as err:
-        reason = err
-    if probe is None or not torch.isfinite(probe).all():
-        why = "it needs example images of every class: give --support DIR" if len(support.inputs) == 0 \
-            else f"the support set does not fit it ({reason if probe is None else 'non-finite scores'})"
-        raise UserError(f"model '{trained.name}' ({trained.spec['method']}) cannot use this support "
-                        f"set: {why}")
-
-
-def _blank(trained: Trained):
-    import numpy as np
-
-    return np.full((1, 3, trained.image_size, trained.image_size), 255, dtype=np.uint8)
-
-
 class Predictor:
     """A trained method with its support set processed once; answers any number of queries."""
 
     def __init__(self, trained: Trained, support: SupportSet, threshold: float = 0.0,
                  batch_size: int = 64):
-        prepare(trained, support)
         self.trained, self.support = trained, support
         self.threshold, self.batch_size = threshold, batch_size
+        self._process_support_set()
+
+    def _process_support_set(self) -> None:
+        """Give the method the support set; refuse one it cannot use (no images for a method that
+        needs them, or inputs of the wrong shape): it must score a blank image finitely."""
+        trained, support = self.trained, self.support
+        blank = np.full((1, 3, trained.image_size, trained.image_size), 255, dtype=np.uint8)
+        probe, reason = None, None
+        try:
+            with torch.no_grad():
+                trained.method.process_support_set(support.inputs, support.labels, support.class_text)
+                probe = trained.method(trained.inputs(blank))
+        except (RuntimeError, ValueError, IndexError) as err:
+            reason = err
+        if probe is None or not torch.isfinite(probe).all():
+            why = ("it needs example images of every class: give --support DIR"
+                   if len(support.inputs) == 0 else
+                   f"the support set does not fit it ({reason if probe is None else 'non-finite scores'})")
+            raise UserError(f"model '{trained.name}' ({trained.spec['method']}) cannot use this "
+                            f"support set: {why}")
 
     def __call__(self, files: list[Path]) -> list[dict]:
         """One answer per file, in order: the class (or `unknown`), its probability and every
