@@ -153,7 +153,7 @@ def from_folder(trained: Trained, folder: Path, classes_file: Path | None = None
         raise UserError(f"support folder '{folder}' has no class sub-folders; expected "
                         "<folder>/<class>/<images>")
     described = _descriptions(classes_file or folder / "classes.csv")
-    files, labels, warnings = [], [], []
+    files, labels = [], []
     for label, class_dir in enumerate(class_dirs):
         found = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
         if not found:
