@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
+from fewshot.params import merged
 from fewshot.shapes import make_image_folder
 
 
@@ -66,3 +70,47 @@ def http_server(cmd: list[str], port: int, health: str, log: Path, timeout_s: fl
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait(timeout=30)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sh(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command; with `check`, fail the test with its output when it fails."""
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def smoke_params() -> dict:
+    """This repository's params.yaml with the smoke preset merged in."""
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return merged(base, yaml.safe_load((ROOT / "pipelines" / "smoke.yaml").read_text()))
+
+
+def project_env(**extra: str) -> dict:
+    """Environment for commands in a temporary project: this venv first, no inherited DVC
+    experiment name or MLflow store (the project's own sqlite file unless `extra` names one)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               DVC_NO_ANALYTICS="1")
+    for key in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME"):
+        env.pop(key, None)
+    return env | extra
+
+
+def git_dvc_project(repo: Path, params: dict, env: dict, files: dict[str, str] | None = None) -> Path:
+    """A committed git + DVC repository holding this repository's src/ and dvc.yaml, `params` and
+    `files` (relative path -> text)."""
+    repo.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for name, text in (files or {}).items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.name", "Test"],
+                ["git", "config", "user.email", "test@example.com"], ["dvc", "init", "-q"],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "test project"]):
+        sh(cmd, repo, env)
+    return repo

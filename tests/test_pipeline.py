@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,12 +16,10 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
-from tests.conftest import plant_drop
+from tests.conftest import ROOT, git_dvc_project, plant_drop, project_env, sh, smoke_params
 
-from fewshot.params import merged
 from fewshot.shapes import make_image_folder
 
-ROOT = Path(__file__).resolve().parents[1]
 MODELS = list(yaml.safe_load((ROOT / "params.yaml").read_text())["models"])
 PER_MODEL = {f"{stage}@{model}" for stage in ("train", "evaluate") for model in MODELS}
 STAGES = {"check", "ingest", "curate", "episodes", "embed", "report"} | PER_MODEL
@@ -30,33 +27,14 @@ LOGGED = STAGES - {"check"}  # check validates params and logs nothing
 pytestmark = pytest.mark.slow
 
 
-def sh(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return done
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    repo = tmp / "repo"
-    repo.mkdir()
-    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(ROOT / "dvc.yaml", repo)
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    smoke = yaml.safe_load((ROOT / "pipelines" / "smoke.yaml").read_text())
     folder = make_image_folder(tmp / "user_images", n_classes=12, per_class=4)
-    params = merged(base, smoke | {"data": smoke["data"] | {"image_folder": str(folder)}})
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-               MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db", DVC_NO_ANALYTICS="1")
-    env.pop("DVC_EXP_NAME", None)
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.name", "Test"],
-                ["git", "config", "user.email", "test@example.com"], ["dvc", "init", "-q"]):
-        sh(cmd, repo, env)
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "smoke project"], repo, env)
+    params = smoke_params()
+    params["data"]["image_folder"] = str(folder)
+    env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
+    repo = git_dvc_project(tmp / "repo", params, env)
     first = sh(["dvc", "repro"], repo, env)
     if os.environ.get("FEWSHOT_SMOKE_SNAPSHOT"):  # .ci/run: compared with its own clean smoke run
         sh([sys.executable, "-m", "fewshot.gate", "snapshot", os.environ["FEWSHOT_SMOKE_SNAPSHOT"]],

@@ -7,20 +7,15 @@ One trained model and one backbone, to keep it to a few minutes on 2 cores.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
+from tests.conftest import ROOT, git_dvc_project, project_env, sh, smoke_params
 
-from fewshot.params import merged
-
-ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["protonet"]
 GRID = {"n_way": [2, 3], "n_shot": [1, 2]}
 GRID_DEPENDENT = {"episodes", "report"} | {
@@ -28,37 +23,17 @@ GRID_DEPENDENT = {"episodes", "report"} | {
 pytestmark = pytest.mark.slow
 
 
-def sh(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
-    return done
-
-
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("sweep") / "repo"
-    repo.mkdir()
-    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(ROOT / "data/shapes", repo / "data/shapes")
-    shutil.copy(ROOT / "dvc.yaml", repo)
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    smoke = yaml.safe_load((ROOT / "pipelines/smoke.yaml").read_text())
-    params = merged(base, smoke)
+    params = smoke_params()
     params["models"] = {name: params["models"][name] for name in MODELS}
     params["embed"]["backbones"] = ["efficientnet_lite0"]
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (repo / "pipelines").mkdir()
-    (repo / "pipelines/sweep_grid.yaml").write_text(yaml.safe_dump({"grid": GRID}, sort_keys=False))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-               DVC_NO_ANALYTICS="1")
-    for key in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME"):
-        env.pop(key, None)  # the default store: sqlite in the project root
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.name", "Test"],
-                ["git", "config", "user.email", "test@example.com"], ["dvc", "init", "-q"]):
-        sh(cmd, repo, env)
-    (repo / ".gitignore").write_text("mlflow.db\nmlflow.db.lock\nmlruns/\nreports/sweeps/\n")
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "sweep project"], repo, env)
+    env = project_env()  # the default store: sqlite in the project root
+    repo = tmp_path_factory.mktemp("sweep") / "repo"
+    shutil.copytree(ROOT / "data/shapes", repo / "data/shapes")
+    git_dvc_project(repo, params, env, {
+        "pipelines/sweep_grid.yaml": yaml.safe_dump({"grid": GRID}, sort_keys=False),
+        ".gitignore": "mlflow.db\nmlflow.db.lock\nmlruns/\nreports/sweeps/\n"})
     done = sh([sys.executable, "-m", "fewshot.experiments", "sweep", "grid", "--jobs", "2"], repo, env)
     return {"repo": repo, "stdout": done.stdout}
 
@@ -89,7 +64,7 @@ def test_two_workers_on_sqlite_lost_no_run_and_corrupted_nothing(swept):
         by_experiment.setdefault(run.data.tags.get("dvc_exp_name"), []).append(run)
     assert set(by_experiment) == {f"grid-n_way{w}-n_shot{s}" for w in GRID["n_way"]
                                   for s in GRID["n_shot"]}
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = project_env()
     for name, group in by_experiment.items():
         # Stages DVC restored from its run cache (ingest, embed: the same in every experiment)
         # did not run; every stage that ran has exactly one run.
@@ -104,7 +79,7 @@ def test_two_workers_on_sqlite_lost_no_run_and_corrupted_nothing(swept):
 
 def test_plots_diff_draws_accuracy_vs_shots_across_the_experiments(swept):
     names = sorted(f"grid-n_way{w}-n_shot{s}" for w in GRID["n_way"] for s in GRID["n_shot"])
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = project_env()
     shown = json.loads(sh(["dvc", "plots", "diff", "--json", *names], swept["repo"], env).stdout)
     values = shown["data"]["Accuracy vs shots"][0]["content"]["data"]["values"]
     points = {(v["rev"], v["n_way"], v["n_shot"]) for v in values if v["model"] == "protonet"}
