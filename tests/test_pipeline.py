@@ -125,13 +125,13 @@ def test_trained_model_predicts_and_its_served_copy_answers_the_same(project):
                "--save-support", "s.safetensors", "--json", "a.json", *queries], repo, env)
     answers = json.loads((repo / "a.json").read_text())["answers"]
     assert len(answers) == len(queries) == len(done.stdout.strip().splitlines())
-    assert all(a["label"] in {f"class_{c:02d}" for c in range(5)} for a in answers)
+    assert all(a["label"] in {f"class {c:02d}" for c in range(5)} for a in answers)
     uri = sh([sys.executable, "-m", "fewshot.serving", "--model", "protonet", "--support-set",
               "s.safetensors"], repo, env).stdout.strip().splitlines()[-1]
     request = {"dataframe_split": {"columns": ["path"], "data": [[str(repo / q)] for q in queries]}}
     (repo / "in.json").write_text(json.dumps(request))
     sh([str(bin_dir / "mlflow"), "models", "predict", "-m", uri, "-i", "in.json", "-t", "json",
-        "--env-manager", "local", "-o", "out.json"], repo, env)
+        "--env-manager", "local", "-o", "out.json"], repo, env | {"FEWSHOT_SERVING_PATH_ROOT": str(repo)})
     served = json.loads((repo / "out.json").read_text())["predictions"]
     assert [r["label"] for r in served] == [a["label"] for a in answers]
     assert [r["probability"] for r in served] == pytest.approx([a["probability"] for a in answers])

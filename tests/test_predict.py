@@ -50,7 +50,7 @@ def setup(tmp_path, monkeypatch):
 def test_support_folder_answers_every_query_with_calibrated_probabilities(setup, encoder):
     trained = setup["trained"]
     support = from_folder(trained, setup["support"], encoder=encoder)
-    assert support.classes == [f"class_{c:02d}" for c in range(4)]
+    assert support.classes == [f"class {c:02d}" for c in range(4)]  # as ingest names them
     assert support.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3] and len(support.items) == 8
     assert support.descriptions[1] == "shape number 1"  # from the folder's classes.csv
     answers = predict(trained, support, setup["files"])
@@ -86,7 +86,7 @@ def test_removing_and_adding_classes_equals_building_the_set_directly(setup, enc
     merged = three.merge(from_folder(trained, extra, encoder=encoder))
     assert merged.classes == full.classes and merged.labels.tolist() == full.labels.tolist()
     assert torch.allclose(merged.inputs, full.inputs, atol=1e-5)
-    with pytest.raises(UserError, match=r"class\(es\) \['class_00'\] are already"):
+    with pytest.raises(UserError, match=r"class\(es\) \['class 00'\] are already"):
         full.merge(from_folder(trained, folder, encoder=encoder).remove(["class_01", "class_02"]))
     with pytest.raises(UserError, match="cannot remove class"):
         full.remove(["class_99"])
@@ -172,7 +172,7 @@ def test_command_writes_json_and_exits_1_when_a_query_failed(setup):
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 2 and "\terror: cannot read image" in lines[1]
     written = json.loads((tmp / "a.json").read_text())
-    assert written["classes"] == [f"class_{c:02d}" for c in range(4)]
+    assert written["classes"] == [f"class {c:02d}" for c in range(4)]
     assert written["answers"][0]["label"] == lines[0].split("\t")[1]
     assert written["model"]["backbone"] == "efficientnet_lite0"
     again = subprocess.run(cmd[:3] + ["--support-set", "s.safetensors", "--threshold", "2"],

@@ -11,13 +11,14 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from tests.conftest import free_port, http_server
 from tests.test_predict import save_model
 
 from fewshot import inference
 from fewshot.predict import predict
-from fewshot.serving import log_model
+from fewshot.serving import PATH_ROOT_ENV, _query_files, log_model
 from fewshot.shapes import make_image_folder
 from fewshot.support import SupportSet, from_folder
 
@@ -69,8 +70,8 @@ def test_mlflow_models_predict_answers_like_fewshot_predict(logged):
     request = {"dataframe_split": {"columns": ["path"], "data": [[str(f)] for f in logged["files"]]}}
     (tmp / "in.json").write_text(json.dumps(request))
     done = subprocess.run([MLFLOW, "models", "predict", "-m", logged["uri"], "-i", "in.json",
-                           "-t", "json", "--env-manager", "local", "-o", "out.json"],
-                          cwd=tmp, env=logged["env"], capture_output=True, text=True)
+                           "-t", "json", "--env-manager", "local", "-o", "out.json"], cwd=tmp,
+                          env=logged["env"] | {PATH_ROOT_ENV: str(tmp)}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     check_same(json.loads((tmp / "out.json").read_text())["predictions"], logged["expected"])
 
@@ -102,3 +103,20 @@ def test_fewshot_predict_takes_the_logged_model_uri(logged):
     assert [line.split("\t")[1] for line in lines[:-1]] == [
         a["label"] for a in logged["expected"][:-1]]
     assert "\terror: " in lines[-1]
+
+
+def test_path_queries_are_refused_unless_inside_the_configured_folder(tmp_path):
+    allowed = tmp_path / "queries"
+    allowed.mkdir()
+    (allowed / "q.png").write_bytes(b"x")
+    (allowed / "escape.png").symlink_to("/etc/hostname")
+    frame = pd.DataFrame({"path": [str(allowed / "q.png"), "q.png", "/etc/passwd", "/etc/no-such-file",
+                                   "../../etc/passwd", str(allowed / "escape.png")]})
+    files, errors = _query_files(frame, tmp_path, path_root=None)
+    assert sorted(errors) == list(range(6)) and "'path' input is off" in errors[0]
+    assert all(f.parent == tmp_path and f.read_bytes() == b"" for f in files)  # nothing read
+    files, errors = _query_files(frame, tmp_path, path_root=allowed.resolve())
+    assert files[:2] == [(allowed / "q.png").resolve()] * 2
+    # existing and missing files outside are refused alike: no probing of the server's files
+    assert sorted(errors) == [2, 3, 4, 5]
+    assert len({message.split(": ", 1)[1] for message in errors.values()}) == 1

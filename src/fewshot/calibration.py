@@ -6,6 +6,19 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
+TEMPERATURE_BOUNDS = (1e-2, 1e3)  # the search range of `fit_temperature`
+
+
+def at_bound(temperature: float) -> bool:
+    """Whether a fitted T sits at its search range's edge: the fit found no interior optimum (at the
+    top, probabilities are all but uniform: the logits carry no usable signal on val episodes).
+
+    >>> at_bound(999.94), at_bound(1.3), at_bound(0.01)
+    (True, False, True)
+    """
+    low, high = TEMPERATURE_BOUNDS
+    return temperature >= high * 0.99 or temperature <= low * 1.01
+
 
 def fit_temperature(logits: list[np.ndarray], labels: list[np.ndarray]) -> float:
     """The T > 0 minimising the pooled NLL of softmax(logits / T).
@@ -24,7 +37,8 @@ def fit_temperature(logits: list[np.ndarray], labels: list[np.ndarray]) -> float
         return -sum(log_softmax(z / t, axis=1)[np.arange(len(y)), y].sum()
                     for z, y in zip(logits, labels, strict=True))
 
-    best = minimize_scalar(nll, bounds=(np.log(1e-2), np.log(1e3)), method="bounded",
+    low, high = TEMPERATURE_BOUNDS
+    best = minimize_scalar(nll, bounds=(np.log(low), np.log(high)), method="bounded",
                            options={"xatol": 1e-4})
     return float(np.exp(best.x))
 

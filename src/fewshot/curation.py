@@ -60,3 +60,15 @@ def class_table(items: pd.DataFrame) -> pd.DataFrame:
     """One row per class: id, name, description, category, subcategory, split, number of items."""
     columns = ["class_id", "class_name", "description", "category", "subcategory", "split"]
     return items.groupby(columns, sort=True).size().rename("n_items").reset_index()
+
+
+def digest(items: pd.DataFrame) -> str:
+    """SHA-256 of what the curated data is: every item's id, class, split and image hash.
+
+    >>> frame = pd.DataFrame({"item_id": ["a/x"], "class_id": ["a"], "split": ["train"], "sha256": ["0f"]})
+    >>> digest(frame)[:12]
+    'f3c9be901e27'
+    """
+    rows = items[["item_id", "class_id", "split", "sha256"]].sort_values("item_id")
+    text = "\n".join("\t".join(row) for row in rows.itertuples(index=False))
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from fewshot import metrics
-from fewshot.calibration import fit_temperature, scaled_probs
+from fewshot.calibration import at_bound, fit_temperature, scaled_probs
 from fewshot.episodes import iter_episodes
 from fewshot.methods.base import FewShotMethod
 from fewshot.training import ItemInputs
@@ -45,6 +45,25 @@ def calibrated(val_results: list[dict], test_results: list[dict], n_bins: int
     summary, _, bins = summarise(test_results, n_bins, temperature)
     picked = {f"{k}_calibrated": summary[k] for k in ("ece", "nll", "brier")}
     return picked | {"temperature": temperature}, bins
+
+
+def warnings(summary: dict, n_way: int) -> list[str]:
+    """Numbers that look fine but are not: each said in the stage output, metrics and report.
+
+    >>> warnings({"accuracy": 0.177, "accuracy_ci95": 0.009, "temperature": 999.94}, 5)  # doctest: +ELLIPSIS
+    ['accuracy 0.177 ± 0.009 is below chance (0.200 for 5-way)...', 'temperature T=999.9 is at...']
+    >>> warnings({"accuracy": 0.9, "accuracy_ci95": 0.01, "temperature": 1.2}, 5)
+    []
+    """
+    found = []
+    chance = 1 / n_way
+    if summary["accuracy"] < chance:
+        found.append(f"accuracy {summary['accuracy']:.3f} ± {summary['accuracy_ci95']:.3f} is below "
+                     f"chance ({chance:.3f} for {n_way}-way): the model ranks the right class low")
+    if at_bound(summary["temperature"]):
+        found.append(f"temperature T={summary['temperature']:.1f} is at the edge of its search range: "
+                     "the fit found no optimum, so calibrated probabilities and ECE are not meaningful")
+    return found
 
 
 @torch.no_grad()

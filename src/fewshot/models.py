@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 
 from fewshot import params as params_lib
 from fewshot.backbones import BACKBONES
+from fewshot.errors import UserError
 from fewshot.fileio import atomic_path
 from fewshot.methods import METHODS
 from fewshot.methods.base import FewShotMethod, Parts
@@ -61,12 +63,36 @@ def save(path: Path, method: FewShotMethod, spec: ModelSpec, frozen: bool, info:
 
 
 def load(path: Path, on_features: bool) -> tuple[FewShotMethod, dict]:
-    """A saved method ready for evaluation, and its provenance (`info`)."""
-    saved = torch.load(path, map_location="cpu")
+    """A saved method ready for evaluation, and its provenance (`info`).
+
+    Raises:
+        UserError: naming the file, when it cannot be read or is not a checkpoint of `save`.
+    """
+    saved = _read_checkpoint(Path(path))
     spec = ModelSpec(**saved["spec"])
     method, frozen = build(spec, on_features)
     missing, unexpected = method.load_state_dict(saved["state"], strict=False)
     if unexpected or any(not (frozen and k.startswith("backbone.")) for k in missing):
-        raise ValueError(f"checkpoint {path} does not match {spec}: {missing or unexpected}")
+        raise UserError(f"checkpoint {path} does not match its spec {spec}: "
+                        f"{(missing or unexpected)[:3]}; expected a model.pt written by a train stage")
     method.eval()
     return method, saved["info"] | {"spec": asdict(spec), "frozen": frozen}
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """The dict `save` wrote. torch.load's default `weights_only` refuses pickled code, so a crafted
+    file fails here as not-a-checkpoint; the underlying message is not shown (it suggests turning
+    that protection off)."""
+    expected = "expected a model.pt written by a train stage"
+    try:
+        saved = torch.load(path, map_location="cpu")
+    except (PermissionError, FileNotFoundError, IsADirectoryError) as err:
+        raise UserError(f"cannot read model file '{path}' ({err.strerror}); {expected}") from None
+    except Exception as err:  # truncated zip, pickle, unpickling refusals: torch raises many types
+        raise UserError(f"'{path}' is not a readable model checkpoint ({type(err).__name__}); "
+                        f"{expected}") from None
+    fields = {f.name for f in dataclasses.fields(ModelSpec)}
+    if (not isinstance(saved, dict) or not {"spec", "state", "info"} <= saved.keys()
+            or not isinstance(saved["spec"], dict) or not set(saved["spec"]) <= fields):
+        raise UserError(f"'{path}' is not a model checkpoint (no spec/state/info); {expected}")
+    return saved

@@ -7,6 +7,7 @@ An unknown or misspelled key is a `UserError` naming the key and the valid ones,
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,6 +16,10 @@ from pathlib import Path
 import yaml
 
 from fewshot.errors import UserError
+
+# Names that become DVC stage names and words of a shell command (`train@<name>`): nothing a shell
+# or DVC would read specially.
+NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -142,8 +147,11 @@ def from_dict(raw: dict, cls: type = Params, prefix: str = "") -> typing.Any:
             values[key] = from_dict(value, hint, f"{prefix}{key}.")
         elif typing.get_origin(hint) is dict and dataclasses.is_dataclass(typing.get_args(hint)[1]):
             entry = typing.get_args(hint)[1]
+            entries = _checked(value, dict, f"{prefix}{key}")
+            for name in entries:
+                _raise_if_unsafe_name(name, f"{prefix}{key}")
             values[key] = {name: from_dict(inner, entry, f"{prefix}{key}.{name}.")
-                           for name, inner in _checked(value, dict, f"{prefix}{key}").items()}
+                           for name, inner in entries.items()}
         else:
             values[key] = _checked(value, hint, f"{prefix}{key}")
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
@@ -151,7 +159,23 @@ def from_dict(raw: dict, cls: type = Params, prefix: str = "") -> typing.Any:
     if missing:
         raise UserError(f"params section '{prefix.rstrip('.') or 'top level'}' lacks required key(s) "
                         f"{', '.join(missing)}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except UserError as err:  # a section's own rule (e.g. a method's options)
+        raise UserError(f"params '{prefix.rstrip('.')}': {err}") from None
+
+
+def _raise_if_unsafe_name(name: typing.Any, section: str) -> None:
+    """A key of `models` becomes a DVC stage name and part of a shell command: letters, digits,
+    `_` and `-` only.
+
+    >>> _raise_if_unsafe_name("x;touch /tmp/INJECTED", "models")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    fewshot.errors.UserError: params 'models' key 'x;touch /tmp/INJECTED' is not a valid name; ...
+    """
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise UserError(f"params '{section}' key {name!r} is not a valid name; "
+                        "expected letters, digits, '_' and '-' only")
 
 
 def _checked(value: typing.Any, hint: typing.Any, key: str) -> typing.Any:

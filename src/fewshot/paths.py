@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+CHECK = Path("reports/check.json")  # the check stage's stamp (see fewshot.stages.check)
 RAW = Path("data/raw")
 ITEMS = Path("data/curated/items.parquet")
 CLASSES = Path("data/curated/classes.parquet")

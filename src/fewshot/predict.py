@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -116,11 +117,22 @@ def load_support(trained: Trained, args: argparse.Namespace,
 
 
 def _format(answer: dict) -> str:
+    """One tab-separated line per query; tabs, newlines and backslashes in names are escaped."""
+    query = _field(answer["query"])
     if "error" in answer:
-        return f"{answer['query']}\terror: {answer['error']}"
+        return f"{query}\terror: {_field(answer['error'])}"
     others = sorted(answer["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-    shown = ", ".join(f"{name} {p:.3f}" for name, p in others)
-    return f"{answer['query']}\t{answer['label']}\t{answer['probability']:.3f}\t({shown})"
+    shown = ", ".join(f"{_field(name)} {p:.3f}" for name, p in others)
+    return f"{query}\t{_field(answer['label'])}\t{answer['probability']:.3f}\t({shown})"
+
+
+def _field(text: str) -> str:
+    r"""`text` safe inside one TSV field.
+
+    >>> print(_field("a\tb\nc\\d"))
+    a\tb\nc\\d
+    """
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -153,6 +165,9 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"--threshold {args.threshold} must be a probability in [0, 1]")
+    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise UserError(f"--temperature {args.temperature} must be a finite number > 0 (it divides "
+                        "the logits; default: the one evaluate@<model> fitted)")
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size} must be at least 1")
     if args.add and not args.support_set:
@@ -182,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps({"model": trained.provenance, "temperature": trained.temperature,
                                        "threshold": args.threshold, "classes": support.classes,
-                                       "answers": answers}, indent=1) + "\n")
+                                       "answers": answers}, indent=1, allow_nan=False) + "\n")
     return 1 if any("error" in a for a in answers) else 0
 
 

@@ -9,8 +9,11 @@ MLFLOW_TRACKING_URI) holding the model and prints its URI, e.g. `runs:/<run id>/
   mlflow models predict -m runs:/<run id>/model -i queries.json -t json --env-manager local
   mlflow models serve -m runs:/<run id>/model -h 127.0.0.1 -p 5001 --env-manager local
 
-Input: a table with a column `image` (base64-encoded image file bytes) or `path` (image file paths
-readable by the server). Output: one row per query with `label` (a class or "unknown"),
+Input: a table with a column `image` (base64-encoded image file bytes) or `path` (image files on
+the server: refused unless the operator sets FEWSHOT_SERVING_PATH_ROOT=DIR where the server starts,
+and then only files inside DIR, symbolic links resolved; so callers can neither probe nor read the
+server's other files). Loading a `runs:/` model unpickles it: load models only from a tracking
+server you trust. Output: one row per query with `label` (a class or "unknown"),
 `top_class`, `probability`, `probabilities` (JSON: class -> probability) and `error` (empty when
 the query was answered) — the same answers as `fewshot-predict`.
 """
@@ -21,6 +24,7 @@ import argparse
 import base64
 import binascii
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -34,6 +38,7 @@ from fewshot.predict import Predictor
 from fewshot.support import SupportSet
 
 COLUMNS = ["label", "top_class", "probability", "probabilities", "error"]
+PATH_ROOT_ENV = "FEWSHOT_SERVING_PATH_ROOT"
 
 
 class FewShotModel(mlflow.pyfunc.PythonModel):
@@ -46,11 +51,13 @@ class FewShotModel(mlflow.pyfunc.PythonModel):
                                       config["image_size"], config["templates"], config["name"])
         self.support = SupportSet.load(Path(context.artifacts["support"]), self.trained)
         self.predictor = Predictor(self.trained, self.support, self.threshold)
+        root = os.environ.get(PATH_ROOT_ENV)
+        self.path_root = Path(root).resolve() if root else None
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
         with tempfile.TemporaryDirectory() as folder:
-            files, decode_errors = _query_files(frame, Path(folder))
+            files, decode_errors = _query_files(frame, Path(folder), self.path_root)
             answers = self.predictor(files)
         rows = []
         for index, answer in enumerate(answers):
@@ -65,10 +72,28 @@ class FewShotModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _query_files(frame: pd.DataFrame, folder: Path) -> tuple[list[Path], dict[int, str]]:
-    """The queries as files: `path` as given, `image` (base64) decoded into `folder`."""
+def _query_files(frame: pd.DataFrame, folder: Path, path_root: Path | None = None
+                 ) -> tuple[list[Path], dict[int, str]]:
+    """The queries as files: `image` (base64) decoded into `folder`; `path` only inside `path_root`.
+
+    A refused query becomes an error row (its placeholder file in `folder` is empty). The refusal
+    is decided before the file system is touched, so it says nothing about whether a file exists.
+    """
     if "path" in frame:
-        return [Path(p) for p in frame["path"]], {}
+        files, errors = [], {}
+        for index, given in enumerate(frame["path"]):
+            files.append(folder / f"refused_{index}")
+            if path_root is None:
+                errors[index] = (f"query {index}: 'path' input is off on this server; send the image "
+                                 f"bytes as 'image' (base64), or start the server with "
+                                 f"{PATH_ROOT_ENV}=DIR to allow files inside DIR")
+            elif not (path_root / str(given)).resolve().is_relative_to(path_root):
+                errors[index] = f"query {index}: path is outside the folder this server may read"
+            else:
+                files[-1] = (path_root / str(given)).resolve()
+        for index in errors:
+            files[index].write_bytes(b"")
+        return files, errors
     if "image" not in frame:
         raise UserError(f"input columns {list(frame.columns)}: expected 'image' (base64 image bytes) "
                         "or 'path'")

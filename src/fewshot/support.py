@@ -28,6 +28,7 @@ import torch
 from fewshot.errors import UserError
 from fewshot.fileio import load_tensors, save_tensors
 from fewshot.inference import Trained, read_images
+from fewshot.sources.image_folder import class_name
 from fewshot.text import TextEncoder, class_embeddings
 
 FORMAT = 1
@@ -63,6 +64,7 @@ class SupportSet:
         if meta.get("format") != FORMAT:
             raise UserError(f"'{path}' is not a saved support set (format {meta.get('format')!r}, "
                             f"expected {FORMAT})")
+        _raise_if_inconsistent(path, tensors, meta)
         made_by, now = meta["provenance"], trained.provenance
         for key in ("backbone", "model_sha256", "image_size"):
             if made_by.get(key) != now.get(key):
@@ -75,7 +77,8 @@ class SupportSet:
                    tensors["inputs"], tensors["labels"], meta["items"])
 
     def remove(self, names: list[str]) -> SupportSet:
-        """The set without the named classes."""
+        """The set without the named classes (a class folder's name is read as its class name)."""
+        names = [n if n in self.classes else class_name(n) for n in names]
         unknown = [n for n in names if n not in self.classes]
         if unknown:
             raise UserError(f"cannot remove class(es) {unknown}: the support set has "
@@ -131,6 +134,33 @@ def read_class_table(path: Path) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def _raise_if_inconsistent(path: Path, tensors: dict, meta: dict) -> None:
+    """A saved set whose parts do not agree (edited or crafted) is refused in one line."""
+    def bad(what: str) -> UserError:
+        return UserError(f"support set '{path}' is damaged: {what}; save it again with --save-support")
+
+    needed = {"classes", "descriptions", "items"}
+    if not isinstance(meta.get("provenance"), dict) or not needed <= meta.keys():
+        raise bad("its metadata lacks provenance, classes, descriptions or items")
+    if not {"class_text", "inputs", "labels"} <= tensors.keys():
+        raise bad("it lacks the class_text, inputs or labels tensor")
+    classes, labels = meta["classes"], tensors["labels"]
+    if (not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes)
+            or len(set(classes)) != len(classes)):
+        raise bad("'classes' must be a non-empty list of distinct names")
+    if not isinstance(meta["descriptions"], list) or len(meta["descriptions"]) != len(classes):
+        raise bad(f"{len(classes)} classes but {len(meta['descriptions'])} descriptions")
+    if tensors["class_text"].ndim != 2 or len(tensors["class_text"]) != len(classes):
+        raise bad(f"{len(classes)} classes but class_text of shape {tuple(tensors['class_text'].shape)}")
+    if labels.ndim != 1 or labels.dtype != torch.long or len(labels) != len(tensors["inputs"]):
+        raise bad(f"labels {tuple(labels.shape)} {labels.dtype} do not match inputs "
+                  f"{tuple(tensors['inputs'].shape)}; expected one int64 label per image")
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < len(classes)):
+        raise bad(f"labels range {int(labels.min())}..{int(labels.max())}; expected 0..{len(classes) - 1}")
+    if not isinstance(meta["items"], list) or len(meta["items"]) not in (0, len(labels)):
+        raise bad(f"{len(labels)} images but {len(meta['items'])} item records")
+
+
 def text_embeddings(table: pd.DataFrame, templates: list[str],
                     encoder: TextEncoder | None = None) -> torch.Tensor:
     """(C, 384) template-mean MiniLM embedding of each class name (and description)."""
@@ -167,9 +197,9 @@ def from_folder(trained: Trained, folder: Path, classes_file: Path | None = None
     if empty:
         raise UserError(f"class folder(s) {empty} hold no readable image (first problem: "
                         f"{warnings[0]})")
-    names = [d.name for d in class_dirs]
-    table = pd.DataFrame({"class_name": names,
-                          "description": [described.get(n, "") for n in names]})
+    names = [class_name(d.name) for d in class_dirs]  # as ingest names an image folder's classes
+    table = pd.DataFrame({"class_name": names, "description": [
+        described.get(d.name, described.get(n, "")) for d, n in zip(class_dirs, names, strict=True)]})
     items = [{"class": names[labels[i]], "file": files[i].name,
               "sha256": hashlib.sha256(files[i].read_bytes()).hexdigest()} for i in ok]
     return SupportSet(trained.provenance, names, list(table["description"]),

@@ -39,6 +39,22 @@ def check_templates(templates: list[str]) -> None:
                         "classes without a category or description still get a text")
 
 
+def unused_descriptions(classes: pd.DataFrame, templates: list[str]) -> str | None:
+    """Why the classes' descriptions would not reach the text side, or None when they do.
+
+    >>> table = pd.DataFrame({"description": ["a small domestic cat", ""]})
+    >>> print(unused_descriptions(table, ["{name}"]))  # doctest: +ELLIPSIS
+    1 class(es) have a description but no template of embed.text_templates uses {description}...
+    >>> unused_descriptions(table, ["{name}", "{name}: {description}"]) is None
+    True
+    """
+    described = int((classes["description"].fillna("").str.strip() != "").sum())
+    if not described or any("description" in _fields(t) for t in templates):
+        return None
+    return (f"{described} class(es) have a description but no template of embed.text_templates "
+            "uses {description}, so descriptions are not used; add e.g. '{name}: {description}'")
+
+
 def class_prompts(row: pd.Series, templates: list[str]) -> list[str]:
     """The prompts of one class: each template whose fields the class has, filled in.
 

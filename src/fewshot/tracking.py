@@ -8,6 +8,12 @@ Parallel queue workers share that sqlite file. MLflow creates and migrates its t
 time a process opens a store; two processes doing it at once fail (`duplicate column name`), so
 opening an sqlite store holds an exclusive lock file (`<db>.lock`). Logging afterwards is short
 transactions that sqlite serialises.
+
+Faults (see docs/failure-behaviour.md): a tracking server that does not answer fails the stage in
+seconds with one line naming the URI, before any work; a stage stopped by SIGTERM or Ctrl-C ends its
+run as KILLED; a run left RUNNING by a process that died without a word (kill -9, a lost machine)
+is marked KILLED by the next stage run on the same host. Names of metrics and params are made
+acceptable to MLflow, whatever data they came from.
 """
 
 from __future__ import annotations
@@ -15,11 +21,23 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
+import signal
+import socket
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
+from fewshot.errors import UserError
 from fewshot.fileio import project_root
+
+SERVER_TIMEOUT_S = 5
+# A server that dies mid-run: MLflow's default (7 retries with backoff, 120 s timeouts) would keep
+# a stage silent for minutes; a user who wants that can still set these.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+_UNSAFE = re.compile(r"[^\w.\- ]")
 
 
 def tracking_uri() -> str:
@@ -44,11 +62,15 @@ class StageRun:
         self.run_id = run_id
 
     def log_params(self, params: dict[str, Any]) -> None:
-        self._mlflow.log_params({k: _short(v) for k, v in params.items()})
+        self._mlflow.log_params({safe_name(k): _short(v) for k, v in params.items()})
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        clean = {safe_name(k): float(v) for k, v in metrics.items() if v is not None}
         self._mlflow.log_metrics(clean, step=step)
+
+    def log_dict(self, data: dict, file: str) -> None:
+        """A small JSON artifact: for tables keyed by names that come from the data."""
+        self._mlflow.log_dict(data, file)
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         path = Path(path)
@@ -61,18 +83,92 @@ class StageRun:
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None) -> Iterator[StageRun]:
     """Open one MLflow run for a pipeline stage; a failing stage leaves a FAILED run behind."""
+    uri = tracking_uri()
+    _raise_if_unreachable(uri)
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     import mlflow  # imported here: 3 s that commands without tracking should not pay
 
-    uri = tracking_uri()
     with _sqlite_lock(uri):
         mlflow.set_tracking_uri(uri)
         experiment_id = _experiment_id(mlflow, experiment)
-    all_tags = {"stage": stage, "git_commit": git_commit()}
+    close_dead_runs(mlflow.tracking.MlflowClient(), experiment_id)
+    all_tags = {"stage": stage, "git_commit": git_commit(), "host": socket.gethostname(),
+                "pid": str(os.getpid())}
     if os.environ.get("DVC_EXP_NAME"):
         all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     all_tags.update(tags or {})
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags) as run:
-        yield StageRun(mlflow, run.info.run_id)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags) as run, \
+            _sigterm_as_interrupt():
+        try:
+            yield StageRun(mlflow, run.info.run_id)
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+
+
+def safe_name(name: str) -> str:
+    """`name` as MLflow accepts it for a metric or param: other characters become `_`.
+
+    >>> safe_name("images_IMG (1)+#'"), safe_name("../x/y")
+    ('images_IMG _1____', '_.._x_y')
+    """
+    clean = _UNSAFE.sub("_", str(name))
+    return f"_{clean}" if clean.startswith(".") or not clean else clean
+
+
+def close_dead_runs(client: Any, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs this host started from processes that no longer exist."""
+    host = socket.gethostname()
+    running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                 max_results=1000)
+    closed = []
+    for run in running:
+        tags = run.data.tags
+        if tags.get("host") == host and tags.get("pid", "").isdigit() and not _alive(int(tags["pid"])):
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (DVC's or a scheduler's stop) raises KeyboardInterrupt, so the run ends KILLED."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_if_unreachable(uri: str) -> None:
+    """Fail in seconds, before any work, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (perhaps asking for credentials): MLflow's own calls take over
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise UserError(f"MLflow tracking server {uri} (MLFLOW_TRACKING_URI) does not answer "
+                        f"({reason}); start it, or unset MLFLOW_TRACKING_URI to log to the "
+                        "project's mlflow.db") from None
 
 
 @contextlib.contextmanager

@@ -25,7 +25,8 @@ class GateResult:
                 "failed": len(failed), "checks": self.checks}
 
     def failure_line(self) -> str:
-        failed = [f"{c['expectation']}({c['column']}: {c['unexpected']} bad rows)"
+        failed = [f"{c['expectation']}({c['column']}: {c['unexpected']} bad rows"
+                  + (f", e.g. {', '.join(map(repr, c['examples']))})" if c.get("examples") else ")")
                   for c in self.checks if not c["success"]]
         return "; ".join(failed)
 
@@ -89,4 +90,5 @@ def _check_row(result: dict) -> dict:
         "column": config["kwargs"].get("column", ""),
         "success": bool(result["success"]),
         "unexpected": int(stats.get("unexpected_count") or 0),
+        "examples": [str(v) for v in (stats.get("partial_unexpected_list") or [])[:3]],
     }

@@ -22,6 +22,10 @@ class ConseOptions:
     top_k: int = 10
     scale: float = 10.0  # cosine -> logits; temperature scaling refits it on val episodes
 
+    def __post_init__(self):
+        if not 1 <= self.top_k <= 1000 or self.scale <= 0:
+            raise UserError(f"conse top_k {self.top_k} must be in 1..1000 and scale {self.scale} > 0")
+
 
 @METHODS.register("conse")
 class ConSE(FewShotMethod):
@@ -32,8 +36,6 @@ class ConSE(FewShotMethod):
         if parts.imagenet_classifier is None:
             raise UserError("conse needs a pretrained backbone with an ImageNet classifier "
                             "(efficientnet_lite0 or mobilenet_v2)")
-        if not 1 <= options.top_k <= 1000:
-            raise UserError(f"conse top_k {options.top_k} must be in 1..1000")
         self.classifier = parts.imagenet_classifier
         text = parts.imagenet_text
         self.register_buffer("label_text", text if text is not None else torch.zeros(1000, parts.text_dim))

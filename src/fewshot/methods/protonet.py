@@ -16,6 +16,11 @@ from fewshot.methods.base import FewShotMethod, Parts, class_means, projection, 
 class ProtoOptions:
     distance: str = "squared_euclidean"  # squared_euclidean (the paper's) | cosine
 
+    def __post_init__(self):
+        if self.distance not in ("squared_euclidean", "cosine"):
+            raise UserError(f"protonet distance '{self.distance}' is not one of "
+                            "squared_euclidean, cosine")
+
 
 @METHODS.register("protonet")
 class PrototypicalNetwork(FewShotMethod):
@@ -31,9 +36,6 @@ class PrototypicalNetwork(FewShotMethod):
 
     def __init__(self, parts: Parts, options: ProtoOptions):
         super().__init__(parts, options)
-        if options.distance not in ("squared_euclidean", "cosine"):
-            raise UserError(f"protonet distance '{options.distance}' is not one of "
-                            "squared_euclidean, cosine")
         self.head = projection(parts.feature_dim, parts.head_dim)
         self.log_scale = nn.Parameter(torch.tensor(0.0 if options.distance != "cosine" else 2.3))
         self.prototypes: torch.Tensor | None = None

@@ -23,6 +23,11 @@ class SiameseOptions:
     loss: str = "contrastive"  # contrastive | binary
     margin: float = 1.0        # contrastive: different pairs are pushed at least this far apart
 
+    def __post_init__(self):
+        if self.loss not in ("contrastive", "binary") or self.margin <= 0:
+            raise UserError(f"siamese loss '{self.loss}' must be contrastive or binary and "
+                            f"margin {self.margin} > 0")
+
 
 @METHODS.register("siamese")
 class SiameseNetwork(FewShotMethod):
@@ -32,9 +37,6 @@ class SiameseNetwork(FewShotMethod):
 
     def __init__(self, parts: Parts, options: SiameseOptions):
         super().__init__(parts, options)
-        if options.loss not in ("contrastive", "binary") or options.margin <= 0:
-            raise UserError(f"siamese loss '{options.loss}' must be contrastive or binary and "
-                            f"margin {options.margin} > 0")
         self.head = projection(parts.feature_dim, parts.head_dim)
         width = parts.head_dim or parts.feature_dim
         self.pair_head = nn.Linear(width, 1) if options.loss == "binary" else None

@@ -28,6 +28,13 @@ class ZeroShotOptions:
     hidden: int = 0             # image side: a hidden layer of this width (GELU) before the projection
     image_weight: float = 0.5   # multimodal only: initial weight of image prototypes vs texts
 
+    def __post_init__(self):
+        if self.temperature <= 0 or not 0 <= self.dropout < 1 or self.hidden < 0:
+            raise UserError(f"zero-shot temperature {self.temperature} must be > 0, dropout "
+                            f"{self.dropout} in [0, 1) and hidden {self.hidden} >= 0")
+        if not 0 < self.image_weight < 1:
+            raise UserError(f"multimodal image_weight {self.image_weight} must be in (0, 1)")
+
 
 def _side(in_dim: int, out_dim: int, dropout: float = 0.0, hidden: int = 0) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Dropout(dropout)]
@@ -46,10 +53,9 @@ class ZeroShot(FewShotMethod):
     def __init__(self, parts: Parts, options: ZeroShotOptions):
         super().__init__(parts, options)
         joint = parts.head_dim if options.text_projection else parts.text_dim
-        if joint <= 0 or options.temperature <= 0 or not 0 <= options.dropout < 1:
-            raise UserError(f"zero-shot needs head_dim > 0 (the joint space; got {parts.head_dim}), "
-                            f"temperature > 0 (got {options.temperature}) and dropout in [0, 1) "
-                            f"(got {options.dropout})")
+        if joint <= 0:
+            raise UserError(f"zero-shot needs head_dim > 0 (the joint space; got {parts.head_dim}) "
+                            "unless options.text_projection is false")
         self.image_side = _side(parts.feature_dim, joint, options.dropout, options.hidden)
         self.text_side = _side(parts.text_dim, joint) if options.text_projection else nn.Identity()
         self.log_inverse_temperature = nn.Parameter(torch.tensor(math.log(1 / options.temperature)))
@@ -99,8 +105,6 @@ class Multimodal(ZeroShot):
 
     def __init__(self, parts: Parts, options: ZeroShotOptions):
         super().__init__(parts, options)
-        if not 0 < options.image_weight < 1:
-            raise UserError(f"multimodal image_weight {options.image_weight} must be in (0, 1)")
         self.mix_logit = nn.Parameter(torch.logit(torch.tensor(options.image_weight)))
 
     def process_support_set(self, support, labels, class_text) -> None:

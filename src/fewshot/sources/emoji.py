@@ -146,8 +146,7 @@ def _manifest_row(entry: dict, design: str, rel: Path) -> dict:
     return {
         "class_id": entry["unified"],
         "class_name": name,
-        "description": f"{name}, an emoji of {entry['subcategory'].replace('-', ' ')} "
-                       f"({entry['category'].lower()})",
+        "description": "",  # emoji.json has none; name, category and subcategory say it all
         "category": entry["category"],
         "subcategory": entry["subcategory"],
         "design": design,

@@ -6,7 +6,11 @@ my_data/
   cat/  1.jpg 2.png ...
   dog/  a.jpg ...
 ```
-Each image counts as its own design, so support and query images are always different files.
+Each image counts as its own design (its file name without the suffix), so support and query
+images are always different files. A class's name is its folder's name with `_` read as a space
+(`class_name`), here and in `fewshot-predict --support`, so text models see the same names in
+training and prediction. DVC tracks the folder itself as a dependency of `ingest` (dvc.yaml), so any
+added, removed or changed file makes `dvc status` / `dvc repro` see the change.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ def ingest_image_folder(raw_dir: Path, image_folder: str | None = None, **_: obj
         if not images:
             kinds = ", ".join(sorted(IMAGE_SUFFIXES))
             raise UserError(f"class folder '{class_dir}' holds no images ({kinds})")
+        _raise_if_names_collide(images)
         info = described.get(class_dir.name, {})
         for image in images:
             _raise_if_unreadable(image)
@@ -46,14 +51,35 @@ def ingest_image_folder(raw_dir: Path, image_folder: str | None = None, **_: obj
             shutil.copyfile(image, raw_dir / rel)
             rows.append({
                 "class_id": class_dir.name,
-                "class_name": class_dir.name.replace("_", " "),
-                "description": info.get("description") or class_dir.name.replace("_", " "),
+                "class_name": class_name(class_dir.name),
+                "description": info.get("description") or "",
                 "category": info.get("category") or "",
                 "subcategory": info.get("subcategory") or "",
                 "design": image.stem,
                 "path": rel.as_posix(),
             })
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+def class_name(folder_name: str) -> str:
+    """The class name a folder stands for: `_` read as a space.
+
+    >>> class_name("digit_4")
+    'digit 4'
+    """
+    return folder_name.replace("_", " ")
+
+
+def _raise_if_names_collide(images: list[Path]) -> None:
+    """Two files of a class with one name but different suffixes would be one item (one design)."""
+    by_stem: dict[str, list[str]] = {}
+    for image in images:
+        by_stem.setdefault(image.stem, []).append(image.name)
+    clashes = [names for names in by_stem.values() if len(names) > 1]
+    if clashes:
+        raise UserError(f"class folder '{images[0].parent}' has files that differ only in their "
+                        f"suffix: {', '.join(clashes[0])}; rename one (an item is named by its "
+                        "file name without the suffix)")
 
 
 def _existing_folder(image_folder: str | None) -> Path:
@@ -83,5 +109,8 @@ def _raise_if_unreadable(image: Path) -> None:
     try:
         with Image.open(image) as img:
             img.verify()
+    except Image.DecompressionBombError as err:
+        raise UserError(f"image '{image}' is too large to decode safely ({err}); expected at most "
+                        f"{Image.MAX_IMAGE_PIXELS} pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise UserError(f"cannot read image '{image}': {err}") from None

@@ -1,7 +1,9 @@
 """Stage `check`: validate the whole params.yaml before anything else can run on it.
 
 Usage: python -m fewshot.stages.check       (run by `dvc repro` whenever any key of params.yaml changes)
-Params: all of params.yaml. Writes nothing.
+Params: all of params.yaml. Writes reports/check.json, always with the same content: every train@
+stage depends on it, so none runs before the params passed (a `models` key is part of its shell
+command; a bad option would otherwise be found only after DVC removed the old model).
 
 Every stage validates params.yaml when it starts, but `dvc exp run -S trian.lr=0.1` changes no key
 that a stage lists, so without this stage DVC would run nothing and report success. This stage
@@ -13,8 +15,10 @@ backbone a model uses is cached by `embed`.
 from __future__ import annotations
 
 from fewshot import params as params_lib
+from fewshot import paths
 from fewshot.backbones import BACKBONES, PRETRAINED
 from fewshot.errors import UserError, one_line_errors
+from fewshot.fileio import write_json
 from fewshot.methods import METHODS
 from fewshot.text import check_templates
 
@@ -43,6 +47,7 @@ def check(params: params_lib.Params) -> None:
 def main() -> None:
     params = params_lib.load()
     check(params)
+    write_json(paths.CHECK, {"params.yaml": "valid"})
     print(f"check: params.yaml is valid ({len(params.models)} models)")
 
 

@@ -3,7 +3,8 @@
 Usage: python -m fewshot.stages.curate        (run by `dvc repro`, from the repository root)
 Params: curate.image_size, min_designs, val_fraction, test_fraction, split_seed
 Reads: data/raw/. Writes: data/curated/{items,classes}.parquet, reports/metrics/curate.json (gate
-summary), reports/validation/curate.json (every expectation). Fails, writing no data, when a Great
+summary, counts, and a digest of the curated data that the report names),
+reports/validation/curate.json (every expectation). Fails, writing no data, when a Great
 Expectations check fails.
 """
 
@@ -67,7 +68,8 @@ def _raise_if_bad_fractions(val: float, test: float) -> None:
 def _counts(items: pd.DataFrame) -> dict:
     per_split = items.groupby("split")["class_id"].nunique()
     counts = {f"classes_{s}": int(per_split.get(s, 0)) for s in ("train", "val", "test")}
-    return counts | {"items": len(items), "designs": int(items["design"].nunique())}
+    return counts | {"items": len(items), "designs": int(items["design"].nunique()),
+                     "data_sha256": curation.digest(items)}
 
 
 if __name__ == "__main__":

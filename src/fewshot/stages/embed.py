@@ -9,6 +9,8 @@ Writes: data/features/<backbone>.safetensors, data/features/text.safetensors.
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 import torch
 
@@ -37,6 +39,9 @@ def main() -> None:
         run.log_params(params_lib.section(params, "embed"))
         classes = pd.read_parquet(paths.CLASSES)
         encoder = text.TextEncoder()
+        unused = text.unused_descriptions(classes, templates)
+        if unused:
+            print(f"embed: warning: {unused}", file=sys.stderr)
         class_text, hashes = text.class_embeddings(encoder, classes, templates)
         imagenet = encoder.encode(text.imagenet_names())
         text.save(text.PATH, classes, class_text, hashes, imagenet, templates)

@@ -5,11 +5,14 @@ key of params `models`)
 Params: evaluate.ece_bins, latency_episodes, latency_warmup
 Reads: data/models/<model>/model.pt, data/episodes/{val,test}.parquet, data/features, data/curated.
 Writes: reports/metrics/<model>.json (accuracy ± CI, ECE, NLL, Brier — raw and after a temperature
-fitted on the val episodes — latency, device),
+fitted on the val episodes — latency, device, and warnings: accuracy below chance, a temperature
+at its search bound, a training n_way clamped to the classes there are),
 reports/plots/<model>/{episodes,reliability,reliability_calibrated}.csv.
 """
 
 from __future__ import annotations
+
+import sys
 
 import pandas as pd
 import torch
@@ -18,7 +21,7 @@ from fewshot import episodes as episodes_lib
 from fewshot import models, paths
 from fewshot import params as params_lib
 from fewshot.errors import UserError, one_line_errors
-from fewshot.evaluation import calibrated, device_name, summarise, time_from_pixels
+from fewshot.evaluation import calibrated, device_name, summarise, time_from_pixels, warnings
 from fewshot.fileio import write_csv, write_json
 from fewshot.methods import model_from_argv
 from fewshot.text import TextFeatures
@@ -60,6 +63,7 @@ def main() -> None:
                   "train_seconds": info["train_seconds"], "n_way": params.n_way,
                   "n_shot": params.n_shot, "n_query": params.n_query, "device": device_name(),
                   "episodes_hash": hashes["test"]} | summary | {"latency": timing}
+        report["warnings"] = info.get("warnings", []) + warnings(summary, params.n_way)
         write_json(paths.METRICS / f"{name}.json", report)
         write_csv(paths.PLOTS / name / "episodes.csv", records)
         write_csv(paths.PLOTS / name / "reliability.csv", reliability)
@@ -71,6 +75,8 @@ def main() -> None:
               f"{summary['accuracy_ci95']:.4f}, ECE {summary['ece']:.4f} -> "
               f"{summary['ece_calibrated']:.4f} at T={summary['temperature']:.3f}, query p50 "
               f"{timing['query_p50_ms']:.1f} ms on {report['device']}")
+        for warning in report["warnings"]:
+            print(f"evaluate@{name}: warning: {warning}", file=sys.stderr)
 
 
 if __name__ == "__main__":

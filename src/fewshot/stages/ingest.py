@@ -26,8 +26,10 @@ def main() -> None:
             manifest = ingest(raw_dir=tmp, downloads=downloads, image_folder=params.data.image_folder)
             manifest.to_csv(tmp / "manifest.csv", index=False)
         per_design = manifest.groupby("design").size()
-        run.log_metrics({"images": len(manifest), "classes": manifest["class_id"].nunique()})
-        run.log_metrics({f"images_{design}": n for design, n in per_design.items()})
+        run.log_metrics({"images": len(manifest), "classes": manifest["class_id"].nunique(),
+                         "designs": len(per_design)})
+        # Design names come from the data (an image folder's file names): a table, not metric names.
+        run.log_dict({str(design): int(n) for design, n in per_design.items()}, "images_per_design.json")
         print(f"ingest: {len(manifest)} images of {manifest['class_id'].nunique()} classes "
               f"in {len(per_design)} designs -> {paths.RAW}")
 

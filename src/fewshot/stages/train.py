@@ -10,6 +10,7 @@ with per-check train_loss and val_accuracy curves.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pandas as pd
@@ -42,7 +43,13 @@ def main() -> None:
     items = pd.read_parquet(paths.ITEMS)
     train_items = items[items["split"].isin(["train", "val"])].reset_index(drop=True)
     inputs = ItemInputs(train_items, entry.backbone, frozen, text)
-    n_way = min(entry.train_n_way, (items.loc[items.split == "train", "class_id"].nunique()))
+    n_train_classes = items.loc[items.split == "train", "class_id"].nunique()
+    n_way = min(entry.train_n_way, n_train_classes)
+    warnings = [] if n_way == entry.train_n_way else [
+        f"models.{name}.train_n_way={entry.train_n_way} exceeds the {n_train_classes} training "
+        f"classes; trained {n_way}-way"]
+    for warning in warnings:
+        print(f"train@{name}: warning: {warning}", file=sys.stderr)
     sampler = episodes_lib.EpisodeSampler(
         items[items["split"] == "train"],
         episodes_lib.EpisodeSpec(n_way, params.n_shot, params.n_query), "train")
@@ -63,7 +70,8 @@ def main() -> None:
         seconds = time.perf_counter() - started
         info = {"model": name, "params": logged, "episodes_hash": hashes["test"],
                 "val_episodes_hash": hashes["val"], "best_val_accuracy": best_acc,
-                "best_step": best_step, "train_n_way": n_way, "train_seconds": seconds}
+                "best_step": best_step, "train_n_way": n_way, "train_seconds": seconds,
+                "warnings": warnings}
         models.save(paths.model_file(name), method, spec, frozen, info)
         run.log_metrics({"best_val_accuracy": best_acc, "best_step": best_step,
                          "train_seconds": seconds})
