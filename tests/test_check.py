@@ -1,6 +1,9 @@
 """The `check` stage: params that are typed right but do not fit together fail with one line."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from fewshot import params
 from fewshot.errors import UserError
@@ -43,3 +46,32 @@ def test_empty_models_and_negative_episodes_are_rejected():
         check(with_models({}))
     with pytest.raises(UserError, match=r"models.p: episodes=-1 must be >= 0"):
         check(with_models({"p": {"method": "protonet", "episodes": -1}}))
+
+
+def test_a_models_key_that_a_shell_would_read_is_refused():
+    """dvc.yaml puts the key into `train@<key>`'s shell command: it must be a plain name."""
+    for key in ("x;touch /tmp/INJECTED;exit 0;", "a b", "$(id)", "`id`", "a|b", "../x"):
+        with pytest.raises(UserError, match=r"params 'models' key .* is not a valid name; expected "
+                                            "letters, digits, '_' and '-' only"):
+            with_models({key: {"method": "protonet"}})
+    with_models({"Proto-net_2": {"method": "protonet"}})
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"method": "protonet", "options": {"distance": "manhattan"}}, "distance 'manhattan' is not one of"),
+    ({"method": "siamese", "options": {"loss": "triplet"}}, "loss 'triplet' must be contrastive"),
+    ({"method": "siamese", "options": {"margin": 0}}, "margin 0.0 > 0"),
+    ({"method": "zero_shot", "options": {"dropout": 1.5}}, "dropout 1.5 in"),
+    ({"method": "multimodal", "options": {"image_weight": 1.0}}, "image_weight 1.0 must be in"),
+    ({"method": "conse", "options": {"top_k": 0}}, "top_k 0 must be in 1..1000"),
+])
+def test_every_methods_own_option_rules_run_in_check(options, message):
+    """`distance: manhattan` once passed check and failed in train@ after DVC deleted the model."""
+    with pytest.raises(UserError, match=rf"params 'models.m.options': .*{message}"):
+        check(with_models({"m": options}))
+
+
+def test_no_train_stage_can_run_before_check_passed():
+    stages = yaml.safe_load(Path("dvc.yaml").read_text())["stages"]
+    assert stages["check"]["outs"] == [{"reports/check.json": {"cache": False}}]
+    assert "reports/check.json" in stages["train"]["do"]["deps"]

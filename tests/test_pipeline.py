@@ -39,7 +39,8 @@ def project(tmp_path_factory):
     if os.environ.get("FEWSHOT_SMOKE_SNAPSHOT"):  # .ci/run: compared with its own clean smoke run
         sh([sys.executable, "-m", "fewshot.gate", "snapshot", os.environ["FEWSHOT_SMOKE_SNAPSHOT"]],
            repo, env)
-    return {"repo": repo, "env": env, "uri": env["MLFLOW_TRACKING_URI"], "first": first}
+    return {"repo": repo, "env": env, "uri": env["MLFLOW_TRACKING_URI"], "first": first,
+            "folder": folder}
 
 
 def runs_by_stage(uri: str) -> dict[str, list]:
@@ -64,7 +65,12 @@ def test_repro_runs_every_stage_and_writes_complete_metrics(project):
         assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["episodes"] == 200
         assert metrics["latency"]["query_p50_ms"] > 0 and metrics["latency"]["timed_episodes"] == 3
         assert f"| {model} | {metrics['method']} | {metrics['backbone']} |" in report
-    assert (project["repo"] / "docs/results/3way-1shot.md").read_text().count("\n| ") == len(MODELS) + 1
+    # Own data: the report names it, and the committed docs/results/ pages are left alone.
+    assert f"Data: **image_folder** (folder `{project['folder']}`)" in report
+    assert not (project["repo"] / "docs/results").exists()
+    warnings = json.loads((project["repo"] / "reports/metrics/zero_shot.json").read_text())["warnings"]
+    assert any("train_n_way=64 exceeds the 6 training classes; trained 6-way" in w for w in warnings)
+    assert "## Warnings" in report and "train_n_way=64 exceeds" in report
     assert all((project["repo"] / f"reports/figures/{f}.png").stat().st_size > 1000
                for f in ("accuracy", "reliability", "episode_accuracy", "latency"))
 
@@ -193,4 +199,47 @@ def test_more_shots_reruns_only_stages_that_read_them(project):
         params.write_text(original)
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == {"check", "episodes", "report"} | {f"train@{model}" for model in MODELS}
+    assert "up to date" in sh(["dvc", "status"], repo, env).stdout
+
+
+def test_any_edit_to_the_image_folder_makes_ingest_stale(project):
+    """The folder is a DVC dependency of ingest: `dvc status` once said "up to date" after edits."""
+    repo, env, folder = project["repo"], project["env"], project["folder"]
+
+    def stale() -> bool:
+        out = sh(["dvc", "status", "ingest"], repo, env).stdout
+        return "changed deps" in out and str(folder) in out
+
+    image = folder / "class_03" / "design_1.png"
+    original = image.read_bytes()
+    (folder / "class_03" / "extra.png").write_bytes(original)
+    assert stale()  # a file added
+    (folder / "class_03" / "extra.png").unlink()
+    assert not stale()
+    image.write_bytes((folder / "class_04" / "design_1.png").read_bytes())
+    assert stale()  # an image replaced
+    image.write_bytes(original)
+    shutil.move(folder / "class_03", repo / "moved_away")
+    assert stale()  # a class removed
+    shutil.move(repo / "moved_away", folder / "class_03")
+    assert "up to date" in sh(["dvc", "status"], repo, env).stdout
+
+
+def test_a_models_key_with_shell_code_never_reaches_a_shell(project, tmp_path):
+    repo, env = project["repo"], project["env"]
+    marker = tmp_path / "INJECTED"
+    params = repo / "params.yaml"
+    original = params.read_text()
+    evil = yaml.safe_load(original)
+    evil["models"][f"x;touch {marker};exit 0;"] = {"method": "protonet"}
+    params.write_text(yaml.safe_dump(evil, sort_keys=False))
+    try:
+        full = sh(["dvc", "repro"], repo, env, check=False)
+        targeted = sh(["dvc", "repro", f"train@x;touch {marker};exit 0;"], repo, env, check=False)
+    finally:
+        params.write_text(original)
+        sh(["dvc", "repro", "check"], repo, env)  # its stamp was removed when it ran
+    for done in (full, targeted):
+        assert done.returncode != 0 and "is not a valid name" in done.stdout + done.stderr
+    assert not marker.exists()
     assert "up to date" in sh(["dvc", "status"], repo, env).stdout

