@@ -49,7 +49,8 @@ def main() -> None:
         write_json(GATE_REPORT, summary)
         scalars = {k: v for k, v in summary.items() if k != "checks"}
         write_json(GATE_METRICS, scalars)
-        run.log_metrics(scalars)
+        run.log_metrics({k: v for k, v in scalars.items() if k != "data_sha256"})
+        run.log_params({"data_sha256": scalars["data_sha256"]})
         run.log_artifact(GATE_REPORT)
         if not gate.success:
             raise UserError(f"data validation failed: {gate.failure_line()} (see {GATE_REPORT})")
