@@ -106,7 +106,9 @@ def _reliability_figure(results: dict) -> Path:
         ax.set_xlabel("confidence")
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy")
-    fig.suptitle("Reliability on test episodes: raw and after temperature scaling", fontsize=10)
+    fig.suptitle("Reliability on test episodes: raw and after temperature scaling\n"
+                 f"grey bars: share of queries in each calibrated bin (× 0.5); n=: bins with fewer "
+                 f"than {SPARSE_BIN} queries", fontsize=9)
     return _save(fig, "reliability")
 
 
@@ -120,8 +122,7 @@ def _reliability_panel(ax: plt.Axes, name: str, r: dict) -> None:
     share = after["count"] / max(after["count"].sum(), 1)
     # How many queries each calibrated bin holds: a near-empty bin's accuracy is noise.
     ax.bar((after["bin_lower"] + after["bin_upper"]) / 2, share * 0.5,
-           width=after["bin_upper"] - after["bin_lower"], color="grey", alpha=0.25,
-           label="queries per bin (calibrated, share × 0.5)")
+           width=after["bin_upper"] - after["bin_lower"], color="grey", alpha=0.25)
     after = after.dropna()
     ax.plot(after["confidence"], after["accuracy"], marker="s", markersize=3, linestyle=":",
             label=f"T={r['temperature']:.2f}, ECE {r['ece_calibrated']:.3f}")
@@ -129,7 +130,7 @@ def _reliability_panel(ax: plt.Axes, name: str, r: dict) -> None:
         ax.annotate(f"n={int(row['count'])}", (row["confidence"], row["accuracy"]),
                     fontsize=6, xytext=(2, -8), textcoords="offset points")
     ax.set_title(name + (" (see warnings)" if r.get("warnings") else ""), fontsize=9)
-    ax.legend(loc="upper left", fontsize=7)
+    ax.legend(loc="upper left", fontsize=6, framealpha=0.6)
 
 
 def _accuracy_figure(results: dict) -> Path:
