@@ -73,5 +73,5 @@ def test_every_methods_own_option_rules_run_in_check(options, message):
 
 def test_no_train_stage_can_run_before_check_passed():
     stages = yaml.safe_load(Path("dvc.yaml").read_text())["stages"]
-    assert stages["check"]["outs"] == [{"reports/check.json": {"cache": False}}]
+    assert stages["check"]["outs"] == [{"reports/check.json": {"cache": False, "persist": True}}]
     assert "reports/check.json" in stages["train"]["do"]["deps"]

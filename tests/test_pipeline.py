@@ -238,7 +238,6 @@ def test_a_models_key_with_shell_code_never_reaches_a_shell(project, tmp_path):
         targeted = sh(["dvc", "repro", f"train@x;touch {marker};exit 0;"], repo, env, check=False)
     finally:
         params.write_text(original)
-        sh(["dvc", "repro", "check"], repo, env)  # its stamp was removed when it ran
     for done in (full, targeted):
         assert done.returncode != 0 and "is not a valid name" in done.stdout + done.stderr
     assert not marker.exists()
