@@ -75,3 +75,16 @@ def test_no_train_stage_can_run_before_check_passed():
     stages = yaml.safe_load(Path("dvc.yaml").read_text())["stages"]
     assert stages["check"]["outs"] == [{"reports/check.json": {"cache": False, "persist": True}}]
     assert "reports/check.json" in stages["train"]["do"]["deps"]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"method": "protonet", "head_dim": -3}, "head_dim -3 must be >= 0"),
+    ({"method": "zero_shot", "head_dim": 0}, "zero-shot needs head_dim > 0"),
+    ({"method": "multimodal", "head_dim": 0}, "zero-shot needs head_dim > 0"),
+    ({"method": "conse", "backbone": "conv4"}, "conse needs a pretrained backbone"),
+])
+def test_entries_a_method_cannot_be_built_from_fail_in_check(entry, message):
+    with pytest.raises(UserError, match=rf"models.m: {message}"):
+        check(with_models({"m": entry}))
+    check(with_models({"m": {"method": "zero_shot", "head_dim": 0,
+                             "options": {"text_projection": False}}}))

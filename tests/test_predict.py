@@ -211,8 +211,11 @@ def test_a_model_file_that_is_not_a_checkpoint_is_one_line(tmp_path):
     (tmp_path / "text.pt").write_text("not a model")
     torch.save([1, 2, 3], tmp_path / "list.pt")
     torch.save({"spec": {"method": "protonet", "evil": 1}, "state": {}, "info": {}}, tmp_path / "odd.pt")
+    torch.save({"spec": {}, "state": {}, "info": {}}, tmp_path / "empty.pt")
+    torch.save({"spec": {"method": "protonet", "backbone": "efficientnet_lite0", "head_dim": 4},
+                "state": [], "info": {}}, tmp_path / "nostate.pt")
     (tmp_path / "code.pt").write_bytes(pickle.dumps(Image.Image))  # pickled code: refused unread
-    for name in ("truncated.pt", "text.pt", "list.pt", "odd.pt", "code.pt"):
+    for name in ("truncated.pt", "text.pt", "list.pt", "odd.pt", "code.pt", "empty.pt", "nostate.pt"):
         with pytest.raises(UserError, match=rf"'.*{name}' is not a .*model checkpoint.*; expected a "
                                             "model.pt written by a train stage") as refused:
             inference.load(str(tmp_path / name))
@@ -255,3 +258,10 @@ def test_names_with_tabs_or_newlines_keep_one_answer_per_line():
               "probabilities": {"x\ny": 0.9, "z": 0.1}}
     line = _format(answer)
     assert "\n" not in line and line.split("\t") == ["a\\tb.png", "x\\ny", "0.900", "(x\\ny 0.900, z 0.100)"]
+
+
+def test_class_names_from_a_classes_file_are_read_as_ingest_reads_folders(setup, encoder):
+    (setup["tmp"] / "names.csv").write_text("class_name,description\ndigit_4,a four\nred apple,\n")
+    zero = inference.load(str(save_model(setup["tmp"] / "zs", method="zero_shot")), image_size=32)
+    names = from_classes(zero, setup["tmp"] / "names.csv", encoder=encoder)
+    assert names.classes == ["digit 4", "red apple"] and names.descriptions == ["a four", ""]

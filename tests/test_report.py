@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fewshot import metrics, paths  # noqa: E402
-from fewshot.evaluation import warnings  # noqa: E402
+from fewshot.evaluation import result_warnings  # noqa: E402
 from fewshot.fileio import write_csv  # noqa: E402
 from fewshot.stages.report import _markdown, _reliability_panel  # noqa: E402
 
@@ -30,7 +30,7 @@ def test_reliability_panel_shows_bin_counts_and_labels_sparse_bins(tmp_path, mon
 
 def test_warned_numbers_are_listed_in_the_report():
     summary = {"accuracy": 0.177, "accuracy_ci95": 0.009, "temperature": 999.94}
-    found = warnings(summary, n_way=5)
+    found = result_warnings(summary, n_way=5)
     assert len(found) == 2 and "below chance (0.200 for 5-way)" in found[0]
     assert "edge of its search range" in found[1]
     result = {"n_way": 5, "n_shot": 1, "n_query": 1, "episodes": 10, "episodes_hash": "ab" * 8,

@@ -111,12 +111,12 @@ def test_path_queries_are_refused_unless_inside_the_configured_folder(tmp_path):
     (allowed / "q.png").write_bytes(b"x")
     (allowed / "escape.png").symlink_to("/etc/hostname")
     frame = pd.DataFrame({"path": [str(allowed / "q.png"), "q.png", "/etc/passwd", "/etc/no-such-file",
-                                   "../../etc/passwd", str(allowed / "escape.png")]})
+                                   "../../etc/passwd", str(allowed / "escape.png"), "nul\x00byte.png"]})
     files, errors = _query_files(frame, tmp_path, path_root=None)
-    assert sorted(errors) == list(range(6)) and "'path' input is off" in errors[0]
+    assert sorted(errors) == list(range(7)) and "'path' input is off" in errors[0]
     assert all(f.parent == tmp_path and f.read_bytes() == b"" for f in files)  # nothing read
     files, errors = _query_files(frame, tmp_path, path_root=allowed.resolve())
     assert files[:2] == [(allowed / "q.png").resolve()] * 2
     # existing and missing files outside are refused alike: no probing of the server's files
-    assert sorted(errors) == [2, 3, 4, 5]
+    assert sorted(errors) == [2, 3, 4, 5, 6]
     assert len({message.split(": ", 1)[1] for message in errors.values()}) == 1

@@ -110,3 +110,18 @@ def test_ingest_stage_takes_any_file_name_a_file_system_allows(tmp_path):
     manifest = pd.read_csv(tmp_path / "data/raw/manifest.csv", dtype=str, keep_default_na=False)
     assert sorted(manifest["design"]) == sorted(Path(n).stem for n in ODD_NAMES for _ in range(2))
     assert all((tmp_path / "data/raw" / p).is_file() for p in manifest["path"])
+
+
+def test_a_file_name_that_is_not_text_is_one_line(image_folder, tmp_path):
+    bad = os.fsencode(image_folder / "class_01") + b"/\xff.png"
+    shutil.copy(image_folder / "class_01" / "design_0.png", bad)
+    with pytest.raises(UserError, match=r"file name '.*' in '.*class_01' is not valid UTF-8; rename it"):
+        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+
+
+def test_classes_csv_may_name_a_class_by_its_folder_or_by_its_name(image_folder, tmp_path):
+    (image_folder / "classes.csv").write_text("class_name,description\nclass 01,by its name\n"
+                                              "class_02,by its folder\n")
+    manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+    described = dict(zip(manifest["class_id"], manifest["description"], strict=False))
+    assert described["class_01"] == "by its name" and described["class_02"] == "by its folder"

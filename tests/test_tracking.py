@@ -128,7 +128,7 @@ def test_stopped_and_killed_stages_do_not_leave_runs_running(monkeypatch, tmp_pa
     stopped, stopped_id = _start_sleeper(env, tmp_path)
     stopped.send_signal(signal.SIGTERM)  # DVC, a scheduler or `kill`: the run ends KILLED
     _, err = stopped.communicate(timeout=60)
-    assert stopped.returncode == 130 and "error: interrupted" in err
+    assert stopped.returncode == 143 and "error: interrupted" in err
     assert client.get_run(stopped_id).info.status == "KILLED"
     killed, killed_id = _start_sleeper(env, tmp_path)
     killed.kill()  # SIGKILL: nothing can run; the next stage on this host closes the run

@@ -27,8 +27,8 @@ def one_line_errors(main: Callable[[], None]) -> Callable[[], None]:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM inside a tracked stage
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM inside a tracked stage
             print("error: interrupted; outputs not written", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(128 + int(getattr(stop, "signum", 2)))  # the shell's convention: 130, 143
 
     return wrapper

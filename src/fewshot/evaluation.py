@@ -47,17 +47,18 @@ def calibrated(val_results: list[dict], test_results: list[dict], n_bins: int
     return picked | {"temperature": temperature}, bins
 
 
-def warnings(summary: dict, n_way: int) -> list[str]:
+def result_warnings(summary: dict, n_way: int) -> list[str]:
     """Numbers that look fine but are not: each said in the stage output, metrics and report.
 
-    >>> warnings({"accuracy": 0.177, "accuracy_ci95": 0.009, "temperature": 999.94}, 5)  # doctest: +ELLIPSIS
+    >>> conse = {"accuracy": 0.177, "accuracy_ci95": 0.009, "temperature": 999.94}
+    >>> result_warnings(conse, 5)  # doctest: +ELLIPSIS
     ['accuracy 0.177 ± 0.009 is below chance (0.200 for 5-way)...', 'temperature T=999.9 is at...']
-    >>> warnings({"accuracy": 0.9, "accuracy_ci95": 0.01, "temperature": 1.2}, 5)
+    >>> result_warnings({"accuracy": 0.9, "accuracy_ci95": 0.01, "temperature": 1.2}, 5)
     []
     """
     found = []
     chance = 1 / n_way
-    if summary["accuracy"] < chance:
+    if summary["accuracy"] + summary["accuracy_ci95"] < chance:  # the whole CI below chance
         found.append(f"accuracy {summary['accuracy']:.3f} ± {summary['accuracy_ci95']:.3f} is below "
                      f"chance ({chance:.3f} for {n_way}-way): the model ranks the right class low")
     if at_bound(summary["temperature"]):

@@ -70,8 +70,12 @@ def load(path: Path, on_features: bool) -> tuple[FewShotMethod, dict]:
     """
     saved = _read_checkpoint(Path(path))
     spec = ModelSpec(**saved["spec"])
-    method, frozen = build(spec, on_features)
-    missing, unexpected = method.load_state_dict(saved["state"], strict=False)
+    try:
+        method, frozen = build(spec, on_features)
+        missing, unexpected = method.load_state_dict(saved["state"], strict=False)
+    except (TypeError, ValueError, RuntimeError) as err:  # values of the wrong type or shape
+        raise UserError(f"checkpoint '{path}' does not build its spec ({type(err).__name__}: "
+                        f"{str(err)[:200]}); expected a model.pt written by a train stage") from None
     if unexpected or any(not (frozen and k.startswith("backbone.")) for k in missing):
         raise UserError(f"checkpoint {path} does not match its spec {spec}: "
                         f"{(missing or unexpected)[:3]}; expected a model.pt written by a train stage")
@@ -92,7 +96,11 @@ def _read_checkpoint(path: Path) -> dict:
         raise UserError(f"'{path}' is not a readable model checkpoint ({type(err).__name__}); "
                         f"{expected}") from None
     fields = {f.name for f in dataclasses.fields(ModelSpec)}
-    if (not isinstance(saved, dict) or not {"spec", "state", "info"} <= saved.keys()
-            or not isinstance(saved["spec"], dict) or not set(saved["spec"]) <= fields):
-        raise UserError(f"'{path}' is not a model checkpoint (no spec/state/info); {expected}")
+    required = {f.name for f in dataclasses.fields(ModelSpec) if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING}
+    if (not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict) for k in
+                                               ("spec", "state", "info"))
+            or not required <= set(saved["spec"]) <= fields):
+        raise UserError(f"'{path}' is not a model checkpoint (spec, state and info with the "
+                        f"spec fields {', '.join(sorted(required))}); {expected}")
     return saved

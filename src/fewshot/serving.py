@@ -87,10 +87,10 @@ def _query_files(frame: pd.DataFrame, folder: Path, path_root: Path | None = Non
                 errors[index] = (f"query {index}: 'path' input is off on this server; send the image "
                                  f"bytes as 'image' (base64), or start the server with "
                                  f"{PATH_ROOT_ENV}=DIR to allow files inside DIR")
-            elif not (path_root / str(given)).resolve().is_relative_to(path_root):
+            elif (resolved := _inside(path_root, str(given))) is None:
                 errors[index] = f"query {index}: path is outside the folder this server may read"
             else:
-                files[-1] = (path_root / str(given)).resolve()
+                files[-1] = resolved
         for index in errors:
             files[index].write_bytes(b"")
         return files, errors
@@ -107,6 +107,15 @@ def _query_files(frame: pd.DataFrame, folder: Path, path_root: Path | None = Non
             path.write_bytes(b"")
         files.append(path)
     return files, errors
+
+
+def _inside(root: Path, given: str) -> Path | None:
+    """`given` (relative to `root`, or absolute) resolved, if it lies inside `root`; else None."""
+    try:
+        resolved = (root / given).resolve()
+    except (ValueError, OSError):  # a NUL byte, a symlink loop
+        return None
+    return resolved if resolved.is_relative_to(root) else None
 
 
 def log_model(model: str, support_set: Path, threshold: float = 0.0,

@@ -28,7 +28,7 @@ import torch
 from fewshot.errors import UserError
 from fewshot.fileio import load_tensors, save_tensors
 from fewshot.inference import Trained, read_images
-from fewshot.sources.image_folder import class_name
+from fewshot.sources.image_folder import class_name, class_row
 from fewshot.text import TextEncoder, class_embeddings
 
 FORMAT = 1
@@ -198,8 +198,8 @@ def from_folder(trained: Trained, folder: Path, classes_file: Path | None = None
         raise UserError(f"class folder(s) {empty} hold no readable image (first problem: "
                         f"{warnings[0]})")
     names = [class_name(d.name) for d in class_dirs]  # as ingest names an image folder's classes
-    table = pd.DataFrame({"class_name": names, "description": [
-        described.get(d.name, described.get(n, "")) for d, n in zip(class_dirs, names, strict=True)]})
+    table = pd.DataFrame({"class_name": names,
+                          "description": [class_row(described, d.name) or "" for d in class_dirs]})
     items = [{"class": names[labels[i]], "file": files[i].name,
               "sha256": hashlib.sha256(files[i].read_bytes()).hexdigest()} for i in ok]
     return SupportSet(trained.provenance, names, list(table["description"]),
@@ -212,6 +212,7 @@ def from_classes(trained: Trained, classes_file: Path, encoder: TextEncoder | No
                  ) -> SupportSet:
     """A support set of class names and descriptions only, for zero-shot models."""
     table = read_class_table(Path(classes_file))
+    table["class_name"] = table["class_name"].map(class_name)  # as ingest names a folder's classes
     empty = trained.inputs(np.zeros((0, 3, trained.image_size, trained.image_size), dtype=np.uint8))
     return SupportSet(trained.provenance, list(table["class_name"]), list(table["description"]),
                       text_embeddings(table, trained.templates, encoder), empty,

@@ -24,8 +24,11 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
@@ -141,12 +144,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM inside a stage: handled like Ctrl-C (the run ends KILLED), exit status 128 + 15."""
+
+    signum = signal.SIGTERM
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (DVC's or a scheduler's stop) raises KeyboardInterrupt, so the run ends KILLED."""
+    """SIGTERM (DVC's or a scheduler's stop) raises `Terminated`, so the run ends KILLED."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -159,16 +171,29 @@ def _raise_if_unreachable(uri: str) -> None:
     """Fail in seconds, before any work, when a tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
         return
+    shown = _without_credentials(uri)
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S):
+        with urllib.request.urlopen(f"{shown.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S):
             return
     except urllib.error.HTTPError:
         return  # it answered (perhaps asking for credentials): MLflow's own calls take over
     except (OSError, ValueError) as err:
         reason = getattr(err, "reason", None) or err
-        raise UserError(f"MLflow tracking server {uri} (MLFLOW_TRACKING_URI) does not answer "
+        if isinstance(reason, ssl.SSLError):
+            return  # it answered; TLS settings (MLFLOW_TRACKING_INSECURE_TLS, CA bundles) are MLflow's
+        raise UserError(f"MLflow tracking server {shown} (MLFLOW_TRACKING_URI) does not answer "
                         f"({reason}); start it, or unset MLFLOW_TRACKING_URI to log to the "
                         "project's mlflow.db") from None
+
+
+def _without_credentials(uri: str) -> str:
+    """The URI without `user:password@`, to probe and to print.
+
+    >>> _without_credentials("https://me:secret@mlflow.example.org:5000/x")
+    'https://mlflow.example.org:5000/x'
+    """
+    parts = urllib.parse.urlsplit(uri)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 @contextlib.contextmanager

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fewshot.errors import UserError
+
 
 @dataclass
 class Episode:
@@ -52,8 +54,16 @@ class FewShotMethod(nn.Module, abc.ABC):
 
     def __init__(self, parts: Parts, options):
         super().__init__()
+        self.check_entry(options, parts.head_dim, parts.imagenet_classifier is not None)
         self.backbone = parts.backbone
         self.options = options
+
+    @classmethod
+    def check_entry(cls, options, head_dim: int, has_imagenet_classifier: bool) -> None:
+        """Raise `UserError` when a `models` entry cannot build this method (rules that need more
+        than the options alone). The `check` stage calls it for every entry, before any training."""
+        if head_dim < 0:
+            raise UserError(f"head_dim {head_dim} must be >= 0 (0 = no trainable projection)")
 
     @abc.abstractmethod
     def process_support_set(self, support: torch.Tensor, labels: torch.Tensor,

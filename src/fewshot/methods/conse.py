@@ -31,11 +31,15 @@ class ConseOptions:
 class ConSE(FewShotMethod):
     Options = ConseOptions
 
-    def __init__(self, parts: Parts, options: ConseOptions):
-        super().__init__(parts, options)
-        if parts.imagenet_classifier is None:
+    @classmethod
+    def check_entry(cls, options: ConseOptions, head_dim: int, has_imagenet_classifier: bool) -> None:
+        super().check_entry(options, head_dim, has_imagenet_classifier)
+        if not has_imagenet_classifier:
             raise UserError("conse needs a pretrained backbone with an ImageNet classifier "
                             "(efficientnet_lite0 or mobilenet_v2)")
+
+    def __init__(self, parts: Parts, options: ConseOptions):
+        super().__init__(parts, options)
         self.classifier = parts.imagenet_classifier
         text = parts.imagenet_text
         self.register_buffer("label_text", text if text is not None else torch.zeros(1000, parts.text_dim))

@@ -50,12 +50,16 @@ class ZeroShot(FewShotMethod):
 
     Options = ZeroShotOptions
 
+    @classmethod
+    def check_entry(cls, options: ZeroShotOptions, head_dim: int, has_imagenet_classifier: bool) -> None:
+        super().check_entry(options, head_dim, has_imagenet_classifier)
+        if options.text_projection and head_dim <= 0:
+            raise UserError(f"zero-shot needs head_dim > 0 (the joint space; got {head_dim}) "
+                            "unless options.text_projection is false")
+
     def __init__(self, parts: Parts, options: ZeroShotOptions):
         super().__init__(parts, options)
         joint = parts.head_dim if options.text_projection else parts.text_dim
-        if joint <= 0:
-            raise UserError(f"zero-shot needs head_dim > 0 (the joint space; got {parts.head_dim}) "
-                            "unless options.text_projection is false")
         self.image_side = _side(parts.feature_dim, joint, options.dropout, options.hidden)
         self.text_side = _side(parts.text_dim, joint) if options.text_projection else nn.Identity()
         self.log_inverse_temperature = nn.Parameter(torch.tensor(math.log(1 / options.temperature)))

@@ -43,7 +43,7 @@ def ingest_image_folder(raw_dir: Path, image_folder: str | None = None, **_: obj
             kinds = ", ".join(sorted(IMAGE_SUFFIXES))
             raise UserError(f"class folder '{class_dir}' holds no images ({kinds})")
         _raise_if_names_collide(images)
-        info = described.get(class_dir.name, {})
+        info = class_row(described, class_dir.name) or {}
         for image in images:
             _raise_if_unreadable(image)
             rel = Path("images") / class_dir.name / image.name
@@ -70,10 +70,20 @@ def class_name(folder_name: str) -> str:
     return folder_name.replace("_", " ")
 
 
+def class_row(table: dict, folder_name: str):
+    """A classes.csv row for a class folder, whether the file names it `digit_4` or `digit 4`."""
+    return table.get(folder_name, table.get(class_name(folder_name)))
+
+
 def _raise_if_names_collide(images: list[Path]) -> None:
     """Two files of a class with one name but different suffixes would be one item (one design)."""
     by_stem: dict[str, list[str]] = {}
     for image in images:
+        try:
+            image.name.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the file system took but that are no text
+            raise UserError(f"file name {image.name!r} in '{image.parent}' is not valid UTF-8; "
+                            "rename it") from None
         by_stem.setdefault(image.stem, []).append(image.name)
     clashes = [names for names in by_stem.values() if len(names) > 1]
     if clashes:
@@ -110,7 +120,7 @@ def _raise_if_unreadable(image: Path) -> None:
         with Image.open(image) as img:
             img.verify()
     except Image.DecompressionBombError as err:
-        raise UserError(f"image '{image}' is too large to decode safely ({err}); expected at most "
-                        f"{Image.MAX_IMAGE_PIXELS} pixels") from None
+        raise UserError(f"image '{image}' is too large to decode safely ({err}); expected an image "
+                        "under Pillow's decompression-bomb limit") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise UserError(f"cannot read image '{image}': {err}") from None

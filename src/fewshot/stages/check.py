@@ -33,7 +33,11 @@ def check(params: params_lib.Params) -> None:
     for name, entry in params.models.items():
         cls = METHODS.get(entry.method)
         BACKBONES.get(entry.backbone)
-        params_lib.from_dict(entry.options, cls.Options, prefix=f"models.{name}.options.")
+        options = params_lib.from_dict(entry.options, cls.Options, prefix=f"models.{name}.options.")
+        try:
+            cls.check_entry(options, entry.head_dim, entry.backbone in PRETRAINED)
+        except UserError as err:
+            raise UserError(f"models.{name}: {err}") from None
         if entry.freeze and entry.backbone in PRETRAINED and entry.backbone not in params.embed.backbones:
             raise UserError(f"models.{name} uses frozen backbone '{entry.backbone}', which "
                             f"embed.backbones ({', '.join(params.embed.backbones)}) does not cache; "

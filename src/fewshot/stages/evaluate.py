@@ -21,7 +21,7 @@ from fewshot import episodes as episodes_lib
 from fewshot import models, paths
 from fewshot import params as params_lib
 from fewshot.errors import UserError, one_line_errors
-from fewshot.evaluation import calibrated, device_name, summarise, time_from_pixels, warnings
+from fewshot.evaluation import calibrated, device_name, result_warnings, summarise, time_from_pixels
 from fewshot.fileio import write_csv, write_json
 from fewshot.methods import model_from_argv
 from fewshot.text import TextFeatures
@@ -63,7 +63,7 @@ def main() -> None:
                   "train_seconds": info["train_seconds"], "n_way": params.n_way,
                   "n_shot": params.n_shot, "n_query": params.n_query, "device": device_name(),
                   "episodes_hash": hashes["test"]} | summary | {"latency": timing}
-        report["warnings"] = info.get("warnings", []) + warnings(summary, params.n_way)
+        report["warnings"] = info.get("warnings", []) + result_warnings(summary, params.n_way)
         write_json(paths.METRICS / f"{name}.json", report)
         write_csv(paths.PLOTS / name / "episodes.csv", records)
         write_csv(paths.PLOTS / name / "reliability.csv", reliability)
