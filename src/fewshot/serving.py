@@ -76,13 +76,13 @@ def _query_files(frame: pd.DataFrame, folder: Path, path_root: Path | None = Non
                  ) -> tuple[list[Path], dict[int, str]]:
     """The queries as files: `image` (base64) decoded into `folder`; `path` only inside `path_root`.
 
-    A refused query becomes an error row (its placeholder file in `folder` is empty). The refusal
+    A refused query becomes an error row (an empty stand-in file in `folder`). The refusal
     is decided before the file system is touched, so it says nothing about whether a file exists.
     """
     if "path" in frame:
         files, errors = [], {}
         for index, given in enumerate(frame["path"]):
-            files.append(folder / f"refused_{index}")
+            files.append(folder / f"refused_{index}")  # an empty stand-in unless accepted below
             if path_root is None:
                 errors[index] = (f"query {index}: 'path' input is off on this server; send the image "
                                  f"bytes as 'image' (base64), or start the server with "
