@@ -42,6 +42,8 @@ def ingest_image_folder(raw_dir: Path, image_folder: str | None = None, **_: obj
         if not images:
             kinds = ", ".join(sorted(IMAGE_SUFFIXES))
             raise UserError(f"class folder '{class_dir}' holds no images ({kinds})")
+        for image in images:
+            _raise_if_name_is_not_text(image)
         _raise_if_names_collide(images)
         info = class_row(described, class_dir.name) or {}
         for image in images:
@@ -75,15 +77,19 @@ def class_row(table: dict, folder_name: str):
     return table.get(folder_name, table.get(class_name(folder_name)))
 
 
+def _raise_if_name_is_not_text(image: Path) -> None:
+    """Bytes a file system takes but that are no UTF-8 text cannot be stored as a name."""
+    try:
+        image.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"file name {image.name!r} in '{image.parent}' is not valid UTF-8; "
+                        "rename it") from None
+
+
 def _raise_if_names_collide(images: list[Path]) -> None:
     """Two files of a class with one name but different suffixes would be one item (one design)."""
     by_stem: dict[str, list[str]] = {}
     for image in images:
-        try:
-            image.name.encode("utf-8")
-        except UnicodeEncodeError:  # bytes the file system took but that are no text
-            raise UserError(f"file name {image.name!r} in '{image.parent}' is not valid UTF-8; "
-                            "rename it") from None
         by_stem.setdefault(image.stem, []).append(image.name)
     clashes = [names for names in by_stem.values() if len(names) > 1]
     if clashes:
