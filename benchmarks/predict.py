@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from fewshot import inference
-from fewshot.evaluation import device_name
-from fewshot.example import export
-from fewshot.predict import Predictor
-from fewshot.support import SupportSet, from_folder
+from fewshot.evaluation.timing import device_name
+from fewshot.inference import trained as inference
+from fewshot.inference.predict import Predictor
+from fewshot.inference.support import SupportSet, from_folder
+from fewshot.tools.example import export
 
 
 def main() -> None:
@@ -62,7 +62,7 @@ def main() -> None:
         batch_s = time.perf_counter() - started
     quantiles = statistics.quantiles(single, n=20)
     result = {"model": args.model, "backbone": trained.spec["backbone"],
-              "image_size": trained.image_size, "device": device_name(),
+              "image_size": trained.settings.size, "device": device_name(),
               "machine": platform.processor() or platform.machine(),
               "torch_threads": torch.get_num_threads(), "support_load_ms": load_ms,
               "query_p50_ms": statistics.median(single), "query_p95_ms": quantiles[18],

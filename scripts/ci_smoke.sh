@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI after the tests: the smoke preset through real `dvc repro`, twice from clean, then the gate.
-#  1. `python -m fewshot.experiments run smoke`: a `dvc exp run` of every stage on data/shapes
+#  1. `python -m fewshot.tools.experiments run smoke`: a `dvc exp run` of every stage on data/shapes
 #  2. reproducibility: a second clean run must give bit-identical metrics, per-episode results and
 #     episode hashes. .ci/run passes FEWSHOT_SMOKE_SNAPSHOT, the results of the end-to-end test's
 #     clean smoke run in a temporary repository (same data, params and code); without it this
@@ -21,7 +21,7 @@ fi
 step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
 
 step "smoke preset, run 1"
-python -m fewshot.experiments run smoke --name "ci-smoke-$(date +%s)"
+python -m fewshot.tools.experiments run smoke --name "ci-smoke-$(date +%s)"
 python -m fewshot.gate snapshot "$out/run1.json"
 
 if [[ -n "${FEWSHOT_SMOKE_SNAPSHOT:-}" && -f "$FEWSHOT_SMOKE_SNAPSHOT" ]]; then

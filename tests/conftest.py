@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fewshot.params import merged
-from fewshot.shapes import make_image_folder
+from fewshot.core.typed import merged
+from fewshot.tools.shapes import make_image_folder
 
 
 @pytest.fixture

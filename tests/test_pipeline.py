@@ -16,9 +16,9 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
-from tests.conftest import ROOT, git_dvc_project, plant_drop, project_env, sh, smoke_params
 
-from fewshot.shapes import make_image_folder
+from fewshot.tools.shapes import make_image_folder
+from tests.conftest import ROOT, git_dvc_project, plant_drop, project_env, sh, smoke_params
 
 MODELS = list(yaml.safe_load((ROOT / "params.yaml").read_text())["models"])
 PER_MODEL = {f"{stage}@{model}" for stage in ("train", "evaluate") for model in MODELS}
@@ -132,7 +132,7 @@ def test_trained_model_predicts_and_its_served_copy_answers_the_same(project):
     answers = json.loads((repo / "a.json").read_text())["answers"]
     assert len(answers) == len(queries) == len(done.stdout.strip().splitlines())
     assert all(a["label"] in {f"class {c:02d}" for c in range(5)} for a in answers)
-    uri = sh([sys.executable, "-m", "fewshot.serving", "--model", "protonet", "--support-set",
+    uri = sh([sys.executable, "-m", "fewshot.inference.serving", "--model", "protonet", "--support-set",
               "s.safetensors"], repo, env).stdout.strip().splitlines()[-1]
     request = {"dataframe_split": {"columns": ["path"], "data": [[str(repo / q)] for q in queries]}}
     (repo / "in.json").write_text(json.dumps(request))

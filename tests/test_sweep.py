@@ -14,6 +14,7 @@ import sys
 import mlflow
 import pytest
 import yaml
+
 from tests.conftest import ROOT, git_dvc_project, project_env, sh, smoke_params
 
 MODELS = ["protonet"]
@@ -34,7 +35,7 @@ def swept(tmp_path_factory):
     git_dvc_project(repo, params, env, {
         "pipelines/sweep_grid.yaml": yaml.safe_dump({"grid": GRID}, sort_keys=False),
         ".gitignore": "mlflow.db\nmlflow.db.lock\nmlruns/\nreports/sweeps/\n"})
-    done = sh([sys.executable, "-m", "fewshot.experiments", "sweep", "grid", "--jobs", "2"], repo, env)
+    done = sh([sys.executable, "-m", "fewshot.tools.experiments", "sweep", "grid", "--jobs", "2"], repo, env)
     return {"repo": repo, "stdout": done.stdout}
 
 

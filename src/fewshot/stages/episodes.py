@@ -2,25 +2,27 @@
 
 Usage: python -m fewshot.stages.episodes      (run by `dvc repro`, from the repository root)
 Params: seed, n_way, n_shot, n_query, episodes.val_episodes, episodes.test_episodes
-Reads: data/curated/items.parquet. Writes: data/episodes/{val,test}.parquet and hashes.txt.
+Reads: data/curated/items.parquet. Writes: data/episodes/{val,test}.parquet (two DVC outs: train
+depends on the val file only).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from fewshot import episodes, paths
-from fewshot import params as params_lib
-from fewshot.errors import one_line_errors
-from fewshot.fileio import atomic_dir
-from fewshot.tracking import stage_run
+from fewshot.core import params as params_lib
+from fewshot.core import paths
+from fewshot.core.errors import one_line_errors
+from fewshot.core.fileio import write_parquet
+from fewshot.core.tracking import stage_run
+from fewshot.data import episodes
 
 
 @one_line_errors
 def main() -> None:
     params = params_lib.load()
     spec = episodes.EpisodeSpec(params.n_way, params.n_shot, params.n_query)
-    items = pd.read_parquet(paths.ITEMS, columns=["item_id", "class_id", "design", "split"])
+    items = pd.read_parquet(paths.ITEMS, columns=["item_id", "class_id", "group", "split"])
     counts = {"val": params.episodes.val_episodes, "test": params.episodes.test_episodes}
     # Build both samplers first so an impossible request fails before anything is written.
     samplers = {s: episodes.EpisodeSampler(items[items["split"] == s], spec, s) for s in counts}
@@ -30,10 +32,8 @@ def main() -> None:
     tags = {"episodes_hash": hashes["test"], "val_episodes_hash": hashes["val"]}
     with stage_run("episodes", params.tracking.experiment, tags) as run:
         run.log_params(params_lib.section(params, "seed", "n_way", "n_shot", "n_query", "episodes"))
-        with atomic_dir(paths.EPISODES) as tmp:
-            for split, table in tables.items():
-                table.to_parquet(tmp / f"{split}.parquet", index=False)
-            (tmp / "hashes.txt").write_text("".join(f"{s} {h}\n" for s, h in hashes.items()))
+        for split, table in tables.items():
+            write_parquet(paths.EPISODES / f"{split}.parquet", table)
         run.log_metrics({f"{s}_episodes": n for s, n in counts.items()})
         print(f"episodes: {counts} {spec.n_way}-way {spec.n_shot}-shot {spec.n_query}-query; "
               f"test hash {hashes['test'][:12]}")

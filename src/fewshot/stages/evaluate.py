@@ -2,9 +2,10 @@
 
 Usage: python -m fewshot.stages.evaluate MODEL  (run by `dvc repro` as evaluate@MODEL; MODEL is a
 key of params `models`)
-Params: evaluate.ece_bins, latency_episodes, latency_warmup
+Params: seed, n_way, n_shot, n_query, evaluate.ece_bins, latency_episodes, latency_warmup
 Reads: data/models/<model>/model.pt, data/episodes/{val,test}.parquet, data/features, data/curated.
-Writes: reports/metrics/<model>.json (accuracy ± CI, ECE, NLL, Brier — raw and after a temperature
+Writes: data/models/<model>.calibration.json (the temperature, for inference with this very
+checkpoint), reports/metrics/<model>.json (accuracy ± CI, ECE, NLL, Brier — raw and after a temperature
 fitted on the val episodes — latency, device, and warnings: accuracy below chance, a temperature
 at its search bound, a training n_way clamped to the classes there are),
 reports/plots/<model>/{episodes,reliability,reliability_calibrated}.csv.
@@ -17,16 +18,20 @@ import sys
 import pandas as pd
 import torch
 
-from fewshot import episodes as episodes_lib
-from fewshot import models, paths
-from fewshot import params as params_lib
-from fewshot.errors import UserError, one_line_errors
-from fewshot.evaluation import calibrated, device_name, result_warnings, summarise, time_from_pixels
-from fewshot.fileio import write_csv, write_json
-from fewshot.methods import model_from_argv
-from fewshot.text import TextFeatures
-from fewshot.tracking import stage_run
-from fewshot.training import ItemInputs, score
+from fewshot.core import params as params_lib
+from fewshot.core import paths
+from fewshot.core.errors import UserError, one_line_errors
+from fewshot.core.fileio import sha256_file, write_csv, write_json
+from fewshot.core.tracking import stage_run
+from fewshot.data import curation
+from fewshot.data import episodes as episodes_lib
+from fewshot.data.inputs import ItemInputs
+from fewshot.data.text import TextFeatures
+from fewshot.evaluation.scoring import score
+from fewshot.evaluation.summary import calibrated, result_warnings, summarise
+from fewshot.evaluation.timing import device_name, time_from_inputs
+from fewshot.models import checkpoint
+from fewshot.stages.argv import model_from_argv
 
 
 @one_line_errors
@@ -35,35 +40,39 @@ def main() -> None:
     name = model_from_argv("evaluate", params.models)
     torch.manual_seed(params.seed)
     text = TextFeatures()
-    hashes = episodes_lib.read_hashes(paths.EPISODES)
-    method, info = models.load(paths.model_file(name), on_features=True)
-    if info["episodes_hash"] != hashes["test"]:
-        raise UserError(f"model {name} was trained against episodes {info['episodes_hash'][:12]} "
-                        f"but the test file is {hashes['test'][:12]}; re-run train@{name}")
+    model_file = paths.model_file(name)
+    method, info = checkpoint.load(model_file, on_features=True)
+    table, val_table = pd.read_parquet(paths.TEST_EPISODES), pd.read_parquet(paths.VAL_EPISODES)
+    test_hash, val_hash = episodes_lib.table_hash(table), episodes_lib.table_hash(val_table)
+    if info["val_episodes_hash"] != val_hash:
+        raise UserError(f"model {name} was selected on val episodes {info['val_episodes_hash'][:12]} "
+                        f"but the val file is {val_hash[:12]}; re-run train@{name}")
     items = pd.read_parquet(paths.ITEMS)
     test_items = items[items["split"] == "test"].reset_index(drop=True)
-    table = pd.read_parquet(paths.EPISODES / "test.parquet")
+    modality, _ = curation.curated_kind()
     backbone, frozen = info["spec"]["backbone"], info["frozen"]
     tags = {"model": name, "method": info["spec"]["method"], "backbone": backbone,
-            "episodes_hash": hashes["test"]}
+            "episodes_hash": test_hash}
     with stage_run(f"evaluate@{name}", params.tracking.experiment, tags) as run:
-        run.log_params(params_lib.section(params, "n_way", "n_shot", "n_query", "evaluate"))
+        run.log_params(params_lib.section(params, "seed", "n_way", "n_shot", "n_query", "evaluate"))
         results = score(method, ItemInputs(test_items, backbone, frozen, text), table)
         summary, records, reliability = summarise(results, params.evaluate.ece_bins)
         val_items = items[items["split"] == "val"].reset_index(drop=True)
-        val_results = score(method, ItemInputs(val_items, backbone, frozen, text),
-                            pd.read_parquet(paths.EPISODES / "val.parquet"))
+        val_results = score(method, ItemInputs(val_items, backbone, frozen, text), val_table)
         after, reliability_after = calibrated(val_results, results, params.evaluate.ece_bins)
         summary |= after
-        pixel_method, _ = models.load(paths.model_file(name), on_features=False)
-        timing = time_from_pixels(pixel_method, ItemInputs(test_items, backbone, False, text),
+        raw_method, _ = checkpoint.load(model_file, on_features=False)
+        timing = time_from_inputs(raw_method, ItemInputs(test_items, backbone, False, text, modality),
                                   table, params.evaluate.latency_episodes, params.evaluate.latency_warmup)
         report = {"model": name, "method": info["spec"]["method"], "backbone": backbone,
                   "frozen": frozen, "trained": info["best_step"] > 0,
                   "train_seconds": info["train_seconds"], "n_way": params.n_way,
                   "n_shot": params.n_shot, "n_query": params.n_query, "device": device_name(),
-                  "episodes_hash": hashes["test"]} | summary | {"latency": timing}
+                  "episodes_hash": test_hash} | summary | {"latency": timing}
         report["warnings"] = info.get("warnings", []) + result_warnings(summary, params.n_way)
+        write_json(paths.calibration_file(model_file), {"model_sha256": sha256_file(model_file),
+                                                  "temperature": summary["temperature"],
+                                                  "val_episodes_hash": val_hash})
         write_json(paths.METRICS / f"{name}.json", report)
         write_csv(paths.PLOTS / name / "episodes.csv", records)
         write_csv(paths.PLOTS / name / "reliability.csv", reliability)

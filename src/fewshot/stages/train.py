@@ -2,28 +2,49 @@
 
 Usage: python -m fewshot.stages.train MODEL  (run by `dvc repro` as train@MODEL; MODEL is a key of
 params `models`, e.g. protonet, siamese, zero_shot)
-Params: seed, n_way, n_shot, n_query, train.*, models.MODEL.*
-Reads: data/curated, data/features (images and class texts), data/episodes/val.parquet.
-Writes: data/models/<model>/model.pt (trainable state, spec, params, episode hashes); an MLflow run
-with per-check train_loss and val_accuracy curves.
+Params: seed, n_way, n_shot, n_query, train.*, model_defaults, models.MODEL
+Reads: data/curated (items, classes, modality), data/features (cached features and class texts),
+data/episodes/val.parquet (model selection; the test episodes are never read here).
+Writes: data/models/<model>/model.pt, self-contained: trainable state, the `models` entry, and what
+inference needs (modality and its settings, backbone input preparation, text model, templates and
+class fields), with provenance (params and their hash, val episode hash, data digest); an MLflow
+run with per-check train_loss and val_accuracy curves.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 
 import pandas as pd
 import torch
 
-from fewshot import episodes as episodes_lib
-from fewshot import models, paths
-from fewshot import params as params_lib
-from fewshot.errors import UserError, one_line_errors
-from fewshot.methods import model_from_argv
-from fewshot.text import TextFeatures
-from fewshot.tracking import stage_run
-from fewshot.training import ItemInputs, TrainConfig, train
+from fewshot.core import params as params_lib
+from fewshot.core import paths
+from fewshot.core.errors import one_line_errors
+from fewshot.core.tracking import stage_run
+from fewshot.data import curation
+from fewshot.data import episodes as episodes_lib
+from fewshot.data import text as text_lib
+from fewshot.data.inputs import ItemInputs
+from fewshot.data.text import TextFeatures
+from fewshot.models import checkpoint
+from fewshot.models.training import TrainConfig, train
+from fewshot.stages.argv import model_from_argv
+
+
+def inference_record(backbone: str, templates: list[str]) -> dict:
+    """What inference needs to read inputs and class texts as training did."""
+    modality, settings = curation.curated_kind()
+    return {"modality": modality.name, "settings": modality.settings_dict(settings),
+            "backbone_inputs": checkpoint.backbone_inputs(backbone), "text_model": text_lib.MODEL_NAME,
+            "templates": list(templates), "text_fields": list(text_lib.FIELDS)}
+
+
+def fingerprint(values: dict) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @one_line_errors
@@ -31,15 +52,11 @@ def main() -> None:
     params = params_lib.load()
     name = model_from_argv("train", params.models)
     cfg, entry = params.train, params.models[name]
-    if entry.episodes < 0 or entry.train_n_way < 2 or cfg.val_every < 1 or cfg.val_episodes < 1:
-        raise UserError(f"models.{name}.episodes={entry.episodes} must be >= 0, "
-                        f"models.{name}.train_n_way={entry.train_n_way} >= 2, train.val_every="
-                        f"{cfg.val_every} and train.val_episodes={cfg.val_episodes} >= 1")
     torch.manual_seed(params.seed)
     text = TextFeatures()
     text.check_current(pd.read_parquet(paths.CLASSES))
-    spec = models.ModelSpec.of(entry, text.dim)
-    method, frozen = models.build(spec, on_features=True, imagenet_text=text.imagenet)
+    method, frozen = checkpoint.build(entry, on_features=True, text_dim=text.dim,
+                                      imagenet_text=text.imagenet)
     items = pd.read_parquet(paths.ITEMS)
     train_items = items[items["split"].isin(["train", "val"])].reset_index(drop=True)
     inputs = ItemInputs(train_items, entry.backbone, frozen, text)
@@ -53,11 +70,11 @@ def main() -> None:
     sampler = episodes_lib.EpisodeSampler(
         items[items["split"] == "train"],
         episodes_lib.EpisodeSpec(n_way, params.n_shot, params.n_query), "train")
-    val_table = pd.read_parquet(paths.EPISODES / "val.parquet")
-    val_table = val_table[val_table["episode_id"] < cfg.val_episodes]
-    hashes = episodes_lib.read_hashes(paths.EPISODES)
+    full_val = pd.read_parquet(paths.VAL_EPISODES)
+    val_hash = episodes_lib.table_hash(full_val)
+    val_table = full_val[full_val["episode_id"] < cfg.val_episodes]
     tags = {"model": name, "method": entry.method, "backbone": entry.backbone,
-            "episodes_hash": hashes["test"]}
+            "val_episodes_hash": val_hash}
     logged = params_lib.section(params, "seed", "n_way", "n_shot", "n_query", "train", f"models.{name}")
     with stage_run(f"train@{name}", params.tracking.experiment, tags) as run:
         run.log_params(logged)
@@ -68,11 +85,12 @@ def main() -> None:
             val_table, params.seed, log=lambda metrics, step: run.log_metrics(metrics, step=step))
         method.load_state_dict(best_state)
         seconds = time.perf_counter() - started
-        info = {"model": name, "params": logged, "episodes_hash": hashes["test"],
-                "val_episodes_hash": hashes["val"], "best_val_accuracy": best_acc,
-                "best_step": best_step, "train_n_way": n_way, "train_seconds": seconds,
-                "warnings": warnings}
-        models.save(paths.model_file(name), method, spec, frozen, info)
+        info = {"model": name, "params": logged, "params_sha256": fingerprint(logged),
+                "val_episodes_hash": val_hash, "data_sha256": curation.digest(items),
+                "best_val_accuracy": best_acc, "best_step": best_step, "train_n_way": n_way,
+                "train_seconds": seconds, "warnings": warnings,
+                "inference": inference_record(entry.backbone, text.templates)}
+        checkpoint.save(paths.model_file(name), method, entry, text.dim, frozen, info)
         run.log_metrics({"best_val_accuracy": best_acc, "best_step": best_step,
                          "train_seconds": seconds})
         print(f"train@{name}: best val accuracy {best_acc:.4f} at episode {best_step} "

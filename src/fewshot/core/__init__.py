@@ -1,0 +1,2 @@
+"""Foundations every layer uses: params, registries, errors, atomic file I/O, paths, progress,
+and the one place that talks to MLflow (tracking)."""

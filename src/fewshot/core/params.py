@@ -1,0 +1,204 @@
+"""`params.yaml` parsed once into typed, frozen objects: the schema and its rules.
+
+params.yaml holds every value (no defaults here). An unknown, misspelled or missing key is a
+`UserError` naming it, so a typo in `dvc exp run -S trian.lr=0.1` fails loudly instead of being
+ignored. Range rules live with their types (`__post_init__`); rules across sections (a model's
+method, backbone and options; the data's modality) in `fewshot.core.consistency`. `load` applies
+both, so every stage and the `check` stage run the same validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from fewshot.core import typed
+from fewshot.core.errors import UserError
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+@dataclass(frozen=True)
+class Data:
+    source: str      # a name of fewshot.data.sources.SOURCES
+    folder: str      # the folder of a folder source (one sub-folder per class)
+
+
+@dataclass(frozen=True)
+class Curate:
+    min_groups: int  # keep classes with items in at least this many groups
+    val_fraction: float
+    test_fraction: float
+    split_seed: int
+
+    def __post_init__(self):
+        _require(self.min_groups >= 2, f"min_groups={self.min_groups} must be >= 2 (support and "
+                 "query come from different groups)")
+        _require(self.val_fraction > 0 and self.test_fraction > 0
+                 and self.val_fraction + self.test_fraction < 1,
+                 f"val_fraction={self.val_fraction} and test_fraction={self.test_fraction} must be "
+                 "> 0 and sum to < 1 (the rest is train)")
+
+
+@dataclass(frozen=True)
+class Episodes:
+    val_episodes: int
+    test_episodes: int
+
+    def __post_init__(self):
+        _require(min(self.val_episodes, self.test_episodes) >= 1,
+                 f"val_episodes={self.val_episodes} and test_episodes={self.test_episodes} must be >= 1")
+
+
+@dataclass(frozen=True)
+class Embed:
+    backbones: list[str]
+    batch_size: int
+    text_templates: list[str]
+
+    def __post_init__(self):
+        from fewshot.data.text import check_templates
+
+        _require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
+        check_templates(self.text_templates)
+
+
+@dataclass(frozen=True)
+class Model:
+    """One row of the comparison: a method on a backbone, trained (or not) with these settings.
+    Keys an entry leaves out come from params `model_defaults`."""
+
+    method: str
+    backbone: str
+    freeze: bool           # pretrained backbones only; false fine-tunes it from raw inputs
+    head_dim: int          # trainable projection after the backbone; 0 = none
+    episodes: int          # training episodes; 0 = no training
+    train_n_way: int
+    lr: float
+    options: dict          # the method's own, checked by the method
+
+    def __post_init__(self):
+        _require(self.episodes >= 0 and self.train_n_way >= 2 and self.lr > 0 and self.head_dim >= 0,
+                 f"episodes={self.episodes} must be >= 0, train_n_way={self.train_n_way} >= 2, "
+                 f"lr={self.lr} > 0 and head_dim={self.head_dim} >= 0")
+
+
+@dataclass(frozen=True)
+class Train:
+    weight_decay: float
+    val_every: int
+    val_episodes: int
+
+    def __post_init__(self):
+        _require(self.weight_decay >= 0 and self.val_every >= 1 and self.val_episodes >= 1,
+                 f"weight_decay={self.weight_decay} must be >= 0, val_every={self.val_every} and "
+                 f"val_episodes={self.val_episodes} >= 1")
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    ece_bins: int
+    latency_episodes: int
+    latency_warmup: int
+
+    def __post_init__(self):
+        _require(self.ece_bins >= 1 and self.latency_episodes >= 1 and self.latency_warmup >= 0,
+                 f"ece_bins={self.ece_bins} and latency_episodes={self.latency_episodes} must be "
+                 f">= 1, latency_warmup={self.latency_warmup} >= 0")
+
+
+@dataclass(frozen=True)
+class Tracking:
+    experiment: str
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Tolerances of the regression gate (`python -m fewshot.gate`)."""
+
+    accuracy_drop: float     # fail when the paired drop exceeds this and its CI excludes 0
+    confidence: float        # of the paired accuracy CI
+    ece_increase: float      # fail when calibrated ECE rises by more than this
+    latency_ratio: float     # fail when query p50 exceeds baseline x this (same device only)
+    latency_min_ms: float    # ... and by more than this many ms
+
+    def __post_init__(self):
+        _require(0 < self.confidence < 1, f"confidence={self.confidence} must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    n_way: int
+    n_shot: int
+    n_query: int
+    data: Data
+    modality: dict              # settings per kind of data, checked by fewshot.modalities
+    curate: Curate
+    episodes: Episodes
+    embed: Embed
+    model_defaults: dict        # what a `models` entry leaves out
+    models: dict[str, Model]
+    train: Train
+    evaluate: Evaluate
+    tracking: Tracking
+    gate: Gate
+
+    def __post_init__(self):
+        _require(self.n_way >= 2 and min(self.n_shot, self.n_query) >= 1,
+                 f"n_way={self.n_way} must be >= 2, n_shot={self.n_shot} and n_query={self.n_query} >= 1")
+        _require(bool(self.models), "params 'models' is empty; add at least one entry (docs/methods.md)")
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file.
+
+    Raises:
+        UserError: the file is missing, a key is unknown, or a value has the wrong type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"params file '{path}' not found; run from the repository root")
+    raw = yaml.safe_load(path.read_text()) or {}
+    params = from_dict(raw)
+    from fewshot.core.consistency import check
+
+    check(params)
+    return params
+
+
+def from_dict(raw: dict, cls: type = Params, prefix: str = "") -> typing.Any:
+    """Build `cls` from a nested dict, rejecting unknown keys and wrong types.
+
+    >>> from_dict({"val_episodes": 9, "test_episodes": 90}, Episodes).test_episodes
+    90
+    >>> from_dict({"trian": {}})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    fewshot.core.errors.UserError: unknown params key 'trian'; valid keys: seed, n_way, ..., train, ...
+    >>> from_dict({"val_episodes": 9}, Episodes, "episodes.")
+    Traceback (most recent call last):
+    fewshot.core.errors.UserError: params section 'episodes' lacks required key(s) test_episodes
+    """
+    if cls is Params and isinstance(raw, dict) and isinstance(raw.get("models"), dict):
+        defaults = raw.get("model_defaults") or {}
+        raw = raw | {"models": {name: (defaults | entry if isinstance(entry, dict) else entry)
+                                for name, entry in raw["models"].items()}}
+    return typed.build(raw, cls, prefix)
+
+
+def section(params: Params, *names: str) -> dict:
+    """The named parts of `params` as a flat dict, for logging (`train.lr`, `models.x.lr`, ...)."""
+    flat: dict = {}
+    for name in names:
+        value = params
+        for part in name.split("."):
+            value = value[part] if isinstance(value, dict) else getattr(value, part)
+        flat |= typed.flatten(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value, name)
+    return flat

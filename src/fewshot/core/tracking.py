@@ -1,0 +1,255 @@
+"""The one place that talks to MLflow: a run per stage, tagged so every number can be traced.
+
+Default store: an sqlite file at the project root, addressed by an absolute URI so that
+`dvc exp run --temp/--queue` copies (which run under `<root>/.dvc/tmp/exps/`) log to the same
+store. `MLFLOW_TRACKING_URI` overrides it (a team server).
+
+Parallel queue workers share that sqlite file. MLflow creates and migrates its tables the first
+time a process opens a store; two processes doing it at once fail (`duplicate column name`), so
+opening an sqlite store holds an exclusive lock file (`<db>.lock`). Logging afterwards is short
+transactions that sqlite serialises.
+
+Faults (see docs/failure-behaviour.md): a tracking server that does not answer fails the stage in
+seconds with one line naming the URI, before any work; a stage stopped by SIGTERM or Ctrl-C ends its
+run as KILLED; a run left RUNNING by a process that died without a word (kill -9, a lost machine)
+is marked KILLED by the next stage run on the same host. Names of metrics and params are made
+acceptable to MLflow, whatever data they came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+from fewshot.core.errors import UserError
+from fewshot.core.fileio import project_root
+
+SERVER_TIMEOUT_S = 5
+# A server that dies mid-run: MLflow's default (7 retries with backoff, 120 s timeouts) would keep
+# a stage silent for minutes; a user who wants that can still set these.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+_UNSAFE = re.compile(r"[^\w.\- ]")
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class StageRun:
+    """What a stage may record: params, metrics (optionally per step), files."""
+
+    def __init__(self, mlflow_module: Any, run_id: str):
+        self._mlflow = mlflow_module
+        self.run_id = run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self._mlflow.log_params({safe_name(k): _short(v) for k, v in params.items()})
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        clean = {safe_name(k): float(v) for k, v in metrics.items() if v is not None}
+        self._mlflow.log_metrics(clean, step=step)
+
+    def log_dict(self, data: dict, file: str) -> None:
+        """A small JSON artifact: for tables keyed by names that come from the data."""
+        self._mlflow.log_dict(data, file)
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self._mlflow.log_artifacts(str(path), artifact_path=folder)
+        elif path.exists():
+            self._mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def log_model(self, python_model: Any, artifacts: dict[str, str], requirements: list[str]) -> str:
+        """Log a packaged model (a `PythonModel`) with its files; return its `runs:/` URI."""
+        self._mlflow.pyfunc.log_model(name="model", python_model=python_model,
+                                      artifacts=artifacts, pip_requirements=requirements)
+        return f"runs:/{self.run_id}/model"
+
+
+def load_logged_model(uri: str) -> Any:
+    """The Python object of a model logged by `StageRun.log_model` (unpickled: trusted stores only)."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(uri).unwrap_python_model()
+
+
+def __getattr__(name: str) -> Any:
+    """`PythonModel`, MLflow's base class of packaged models, imported only by who packages one."""
+    if name == "PythonModel":
+        import mlflow.pyfunc
+
+        return mlflow.pyfunc.PythonModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None) -> Iterator[StageRun]:
+    """Open one MLflow run for a pipeline stage; a failing stage leaves a FAILED run behind."""
+    uri = tracking_uri()
+    _raise_if_unreachable(uri)
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    import mlflow  # imported here: 3 s that commands without tracking should not pay
+
+    with _sqlite_lock(uri):
+        mlflow.set_tracking_uri(uri)
+        experiment_id = _experiment_id(mlflow, experiment)
+    close_dead_runs(mlflow.tracking.MlflowClient(), experiment_id)
+    all_tags = {"stage": stage, "git_commit": git_commit(), "host": socket.gethostname(),
+                "pid": str(os.getpid())}
+    if os.environ.get("DVC_EXP_NAME"):
+        all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    all_tags.update(tags or {})
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags) as run, \
+            _sigterm_as_interrupt():
+        try:
+            yield StageRun(mlflow, run.info.run_id)
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+
+
+def safe_name(name: str) -> str:
+    """`name` as MLflow accepts it for a metric or param: other characters become `_`.
+
+    >>> safe_name("images_IMG (1)+#'"), safe_name("../x/y")
+    ('images_IMG _1____', '_.._x_y')
+    """
+    clean = _UNSAFE.sub("_", str(name))
+    return f"_{clean}" if clean.startswith(".") or not clean else clean
+
+
+def close_dead_runs(client: Any, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs this host started from processes that no longer exist."""
+    host = socket.gethostname()
+    running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                 max_results=1000)
+    closed = []
+    for run in running:
+        tags = run.data.tags
+        if tags.get("host") == host and tags.get("pid", "").isdigit() and not _alive(int(tags["pid"])):
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM inside a stage: handled like Ctrl-C (the run ends KILLED), exit status 128 + 15."""
+
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (DVC's or a scheduler's stop) raises `Terminated`, so the run ends KILLED."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_if_unreachable(uri: str) -> None:
+    """Fail in seconds, before any work, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    shown = _without_credentials(uri)
+    try:
+        with urllib.request.urlopen(f"{shown.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (perhaps asking for credentials): MLflow's own calls take over
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        if isinstance(reason, ssl.SSLError):
+            return  # it answered; TLS settings (MLFLOW_TRACKING_INSECURE_TLS, CA bundles) are MLflow's
+        raise UserError(f"MLflow tracking server {shown} (MLFLOW_TRACKING_URI) does not answer "
+                        f"({reason}); start it, or unset MLFLOW_TRACKING_URI to log to the "
+                        "project's mlflow.db") from None
+
+
+def _without_credentials(uri: str) -> str:
+    """The URI without `user:password@`, to probe and to print.
+
+    >>> _without_credentials("https://me:secret@mlflow.example.org:5000/x")
+    'https://mlflow.example.org:5000/x'
+    """
+    parts = urllib.parse.urlsplit(uri)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+@contextlib.contextmanager
+def _sqlite_lock(uri: str) -> Iterator[None]:
+    """Hold `<db>.lock` exclusively while an sqlite store is opened (created or migrated)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _experiment_id(mlflow: Any, name: str) -> str:
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:"):
+        location = (project_root() / "mlruns").as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except Exception:  # another worker created it between our look-up and create
+        found = mlflow.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 500 else text[:497] + "..."

@@ -1,0 +1,38 @@
+"""Model inputs of curated items, addressed by `item_id`: cached backbone features, or the items
+decoded by their modality; and the text embedding of each class."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from fewshot.data import features
+from fewshot.data.text import TextFeatures
+from fewshot.modalities import Modality
+from fewshot.models.methods.base import Episode
+
+
+class ItemInputs:
+    """Model inputs of items addressed by `item_id` (cached features, or the items decoded by
+    `modality`), and the cached text embedding of each class."""
+
+    def __init__(self, items: pd.DataFrame, backbone: str, on_features: bool, text: TextFeatures,
+                 modality: Modality | None = None):
+        if on_features:
+            self.tensor = features.load_for(items, backbone)
+        else:
+            self.tensor = modality.decode(list(items["content"]))
+        self._row = {item: i for i, item in enumerate(items["item_id"])}
+        self.text = text
+
+    def episode(self, support: pd.DataFrame, query: pd.DataFrame) -> Episode:
+        classes = support.drop_duplicates("label").sort_values("label")["class_id"].tolist()
+        return Episode(self._take(support), _labels(support), self._take(query), _labels(query),
+                       self.text.features[self.text.rows(classes)])
+
+    def _take(self, rows: pd.DataFrame) -> torch.Tensor:
+        return self.tensor[[self._row[i] for i in rows["item_id"]]]
+
+
+def _labels(rows: pd.DataFrame) -> torch.Tensor:
+    return torch.tensor(rows["label"].to_numpy(), dtype=torch.long)

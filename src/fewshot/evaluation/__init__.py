@@ -1,0 +1,1 @@
+"""Scoring episodes, pooling them into metrics, calibration, timing and the regression gate."""

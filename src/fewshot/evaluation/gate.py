@@ -1,0 +1,256 @@
+"""Regression gate: compare the current results with a baseline; exit 1 on a regression.
+
+Usage:
+  python -m fewshot.gate compare BASELINE [--exact] [--out FILE]
+  python -m fewshot.gate snapshot FILE
+
+BASELINE is a snapshot file (written by `snapshot`; the smoke preset's is committed as
+pipelines/baselines/smoke.json) or any git revision (`HEAD~1`, `main`, a tag) whose committed
+reports/ are read with `git show`. The current results are reports/ of the workspace.
+
+Per model of the baseline:
+- accuracy: a paired comparison of per-episode accuracy on the identical test episodes; a
+  regression is a mean drop larger than params `gate.accuracy_drop` whose CI (`gate.confidence`,
+  Student t) excludes zero;
+- calibrated ECE: a rise larger than `gate.ece_increase`;
+- query latency p50: above `gate.latency_ratio` x the baseline and by more than
+  `gate.latency_min_ms`, compared only when both ran on the same device.
+Results from different episode files are refused (exit 2). A model of the baseline missing from
+the current results is a regression; a new model is listed without a verdict.
+`--exact` demands bit-identical metrics, per-episode results and episode hashes instead (the
+reproducibility check: two clean runs of the same pipeline).
+The markdown table goes to stdout and, with --out, to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from scipy import stats
+
+from fewshot.core import params as params_lib
+from fewshot.core import paths
+from fewshot.core.errors import UserError, one_line_errors
+from fewshot.core.fileio import atomic_path
+from fewshot.data import episodes as episodes_lib
+
+# Metrics that must not change between two runs of the same inputs (latency and training time may).
+DETERMINISTIC = ("accuracy", "accuracy_ci95", "ece", "ece_calibrated", "nll", "nll_calibrated",
+                 "brier", "brier_calibrated", "temperature", "episodes_hash")
+Reader = Callable[[str], str | None]
+
+
+def snapshot(read: Reader, names: list[str], episode_hashes: dict | None = None) -> dict:
+    """Every model's gate-relevant results, from the files `read` returns (workspace or git)."""
+    models = {}
+    for name in names:
+        metrics = json.loads(read(f"{paths.METRICS.as_posix()}/{name}.json") or "{}")
+        if "accuracy" not in metrics or "episodes_hash" not in metrics:
+            continue  # curate.json and other non-model metrics
+        episodes = read(f"{paths.PLOTS.as_posix()}/{name}/episodes.csv")
+        if episodes is None:
+            raise UserError(f"model '{name}' has metrics but no {paths.PLOTS}/{name}/episodes.csv; "
+                            f"re-run evaluate@{name}")
+        frame = pd.read_csv(io.StringIO(episodes)).sort_values("episode_id")
+        latency = metrics.get("latency") or {}
+        models[name] = {key: metrics.get(key) for key in DETERMINISTIC} | {
+            "device": metrics.get("device"), "query_p50_ms": latency.get("query_p50_ms"),
+            "per_episode": [float(a) for a in frame["accuracy"]]}
+    return {"episodes": episode_hashes or {}, "models": models}
+
+
+def workspace_snapshot() -> dict:
+    names = sorted(p.stem for p in paths.METRICS.glob("*.json"))
+    if not names:
+        raise UserError(f"no results in {paths.METRICS}/; run `dvc repro` first")
+    hashes = {split: episodes_lib.file_hash(path) for split, path in
+              (("val", paths.VAL_EPISODES), ("test", paths.TEST_EPISODES)) if path.is_file()}
+    result = snapshot(lambda path: Path(path).read_text() if Path(path).is_file() else None,
+                      names, hashes)
+    if not result["models"]:
+        raise UserError(f"no model results in {paths.METRICS}/; run `dvc repro` first")
+    return result
+
+
+def revision_snapshot(revision: str) -> dict:
+    """The results committed at a git revision."""
+    listing = _git(["ls-tree", "--name-only", f"{revision}:{paths.METRICS.as_posix()}"])
+    if listing is None:
+        raise UserError(f"git revision '{revision}' has no {paths.METRICS}/ to compare with")
+    names = sorted(Path(line).stem for line in listing.splitlines() if line.endswith(".json"))
+    return snapshot(lambda path: _git(["show", f"{revision}:{path}"]), names)
+
+
+def load_baseline(baseline: str) -> dict:
+    """A snapshot file, or else a git revision."""
+    path = Path(baseline)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise UserError(f"baseline file '{path}' is not JSON ({err}); expected a file written "
+                            "by `python -m fewshot.gate snapshot`") from None
+        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+            raise UserError(f"baseline file '{path}' has no 'models'; expected a file written by "
+                            "`python -m fewshot.gate snapshot`")
+        return data
+    if _git(["rev-parse", "--verify", "--quiet", f"{baseline}^{{commit}}"]) is None:
+        raise UserError(f"baseline '{baseline}' is neither a snapshot file nor a git revision")
+    return revision_snapshot(baseline)
+
+
+def _git(args: list[str]) -> str | None:
+    done = subprocess.run(["git", *args], capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else None
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Mean per-episode accuracy difference (current - baseline) and its CI."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+def paired_difference(baseline: list[float], current: list[float], confidence: float) -> Paired:
+    """Student-t CI of the mean paired difference.
+
+    >>> d = paired_difference([1.0, 0.5, 1.0, 0.5], [1.0, 0.5, 1.0, 0.5], 0.95)
+    >>> (d.mean, d.low, d.high)
+    (0.0, 0.0, 0.0)
+    """
+    diffs = pd.Series(current, dtype=float) - pd.Series(baseline, dtype=float)
+    n = len(diffs)
+    mean = float(diffs.mean())
+    if n < 2:
+        return Paired(mean, -math.inf, math.inf, n)
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * diffs.std(ddof=1) / math.sqrt(n))
+    return Paired(mean, mean - half, mean + half, n)
+
+
+def compare(baseline: dict, current: dict, gate: params_lib.Gate, exact: bool = False) -> list[dict]:
+    """One row per model: the numbers and a list of problems (empty = passes)."""
+    _refuse_different_episodes(baseline, current)
+    rows = []
+    for name in sorted(set(baseline["models"]) | set(current["models"])):
+        base, cur = baseline["models"].get(name), current["models"].get(name)
+        row = {"model": name, "base": base, "cur": cur, "paired": None, "problems": []}
+        rows.append(row)
+        if base is None:
+            row["problems"] = [] if not exact else ["not in the baseline"]
+            row["new"] = True
+            continue
+        if cur is None:
+            row["problems"].append("missing from the current results")
+            continue
+        if exact:
+            row["problems"] += [f"{key} {base.get(key)} -> {cur.get(key)}" for key in
+                                (*DETERMINISTIC, "per_episode") if base.get(key) != cur.get(key)]
+            continue
+        paired = row["paired"] = paired_difference(base["per_episode"], cur["per_episode"],
+                                                   gate.confidence)
+        if -paired.mean > gate.accuracy_drop and paired.high < 0:
+            row["problems"].append(f"accuracy dropped {-paired.mean:.4f} (> {gate.accuracy_drop})")
+        rise = cur["ece_calibrated"] - base["ece_calibrated"]
+        if rise > gate.ece_increase:
+            row["problems"].append(f"ECE rose {rise:.4f} (> {gate.ece_increase})")
+        b_ms, c_ms = base.get("query_p50_ms"), cur.get("query_p50_ms")
+        if (base.get("device") == cur.get("device") and b_ms and c_ms
+                and c_ms > b_ms * gate.latency_ratio and c_ms - b_ms > gate.latency_min_ms):
+            row["problems"].append(f"query p50 {c_ms:.1f} ms > {gate.latency_ratio} x {b_ms:.1f} ms")
+    if exact:
+        base_eps, cur_eps = baseline.get("episodes") or {}, current.get("episodes") or {}
+        for split in sorted(set(base_eps) & set(cur_eps)):
+            if base_eps[split] != cur_eps[split]:
+                rows.append({"model": f"({split} episodes)", "base": None, "cur": None,
+                             "paired": None, "problems": [f"hash {base_eps[split][:12]} -> "
+                                                          f"{cur_eps[split][:12]}"]})
+    return rows
+
+
+def _refuse_different_episodes(baseline: dict, current: dict) -> None:
+    for name in sorted(set(baseline["models"]) & set(current["models"])):
+        base, cur = baseline["models"][name], current["models"][name]
+        if base.get("episodes_hash") != cur.get("episodes_hash"):
+            raise UserError(
+                f"model '{name}': baseline results come from test episodes "
+                f"{str(base.get('episodes_hash'))[:12]} but current from "
+                f"{str(cur.get('episodes_hash'))[:12]}; compare results on the same episode file "
+                "(same data, seed, n_way, n_shot, n_query, episodes) or update the baseline")
+        if len(base["per_episode"]) != len(cur["per_episode"]):
+            raise UserError(f"model '{name}': baseline has {len(base['per_episode'])} per-episode "
+                            f"results but current {len(cur['per_episode'])}; expected the same")
+
+
+def table(rows: list[dict], confidence: float) -> str:
+    pct = f"{confidence:.0%}"
+    lines = [f"| model | accuracy: baseline → current | paired Δ [{pct} CI] | "
+             "ECE calibrated: baseline → current | query p50 ms: baseline → current | verdict |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        base, cur, paired = row["base"] or {}, row["cur"] or {}, row["paired"]
+        delta = (f"{paired.mean:+.4f} [{paired.low:+.4f}, {paired.high:+.4f}]" if paired else "")
+        verdict = ("**REGRESSION**: " + "; ".join(row["problems"]) if row["problems"]
+                   else "new (no baseline)" if row.get("new") else "ok")
+        lines.append(f"| {row['model']} | {_pair(_mean(base), _mean(cur), 'accuracy', '.4f')} | {delta} | "
+                     f"{_pair(base, cur, 'ece_calibrated', '.4f')} | "
+                     f"{_pair(base, cur, 'query_p50_ms', '.1f')} | {verdict} |")
+    return "\n".join(lines)
+
+
+def _mean(entry: dict) -> dict:
+    """The entry with accuracy as the mean of its per-episode results (what the paired test sees)."""
+    episodes = entry.get("per_episode")
+    return entry | {"accuracy": sum(episodes) / len(episodes)} if episodes else entry
+
+
+def _pair(base: dict, cur: dict, key: str, spec: str) -> str:
+    def fmt(value: float | None) -> str:
+        return "–" if value is None else format(value, spec)
+    return f"{fmt(base.get(key))} → {fmt(cur.get(key))}"
+
+
+@one_line_errors
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m fewshot.gate", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("compare", help="compare reports/ with a baseline; exit 1 on regression")
+    run.add_argument("baseline", help="snapshot file or git revision")
+    run.add_argument("--exact", action="store_true",
+                     help="require identical metrics and episodes (reproducibility check)")
+    run.add_argument("--out", type=Path, help="also write the markdown table here")
+    save = commands.add_parser("snapshot", help="write the current results as a baseline file")
+    save.add_argument("file", type=Path)
+    args = parser.parse_args()
+    current = workspace_snapshot()
+    if args.command == "snapshot":
+        with atomic_path(args.file) as tmp:
+            tmp.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {args.file}: {len(current['models'])} models")
+        return
+    gate = params_lib.load().gate
+    rows = compare(load_baseline(args.baseline), current, gate, args.exact)
+    text = table(rows, gate.confidence)
+    failed = [row["model"] for row in rows if row["problems"]]
+    text += ("\n\n" + (f"FAILED: {len(failed)} regression(s): {', '.join(failed)}" if failed else
+                       f"passed: {len(rows)} model(s) against {args.baseline}") + "\n")
+    print(text)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

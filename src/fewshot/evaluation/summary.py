@@ -1,0 +1,61 @@
+"""Pooling per-episode results into the reported metrics: accuracy ± CI, ECE, NLL, Brier, before
+and after temperature scaling; and the warnings a number needs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fewshot.evaluation import metrics
+from fewshot.evaluation.calibration import at_bound, fit_temperature, scaled_probs
+
+
+def summarise(results: list[dict], n_bins: int, temperature: float = 1.0
+              ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """(metrics, per-episode records, reliability bins) of scored episodes at a temperature."""
+    probs_per_episode = [scaled_probs(r["logits"], temperature) for r in results]
+    per_episode = np.array([np.mean(p.argmax(1) == r["labels"])
+                            for p, r in zip(probs_per_episode, results, strict=True)])
+    probs = np.concatenate(probs_per_episode)
+    labels = np.concatenate([r["labels"] for r in results])
+    mean, half = metrics.mean_ci95(per_episode)
+    summary = {
+        "accuracy": mean, "accuracy_ci95": half,
+        "ece": metrics.expected_calibration_error(probs, labels, n_bins),
+        "nll": metrics.negative_log_likelihood(probs, labels),
+        "brier": metrics.brier_score(probs, labels),
+        "episodes": len(results), "queries": len(labels),
+    }
+    records = pd.DataFrame({"episode_id": np.arange(len(results)), "accuracy": per_episode,
+                            "mean_confidence": [p.max(1).mean() for p in probs_per_episode]})
+    return summary, records, metrics.reliability_bins(probs, labels, n_bins)
+
+
+def calibrated(val_results: list[dict], test_results: list[dict], n_bins: int
+               ) -> tuple[dict, pd.DataFrame]:
+    """Temperature fitted on val episodes; test ECE/NLL/Brier at that temperature, and its bins."""
+    temperature = fit_temperature([r["logits"] for r in val_results],
+                                  [r["labels"] for r in val_results])
+    summary, _, bins = summarise(test_results, n_bins, temperature)
+    picked = {f"{k}_calibrated": summary[k] for k in ("ece", "nll", "brier")}
+    return picked | {"temperature": temperature}, bins
+
+
+def result_warnings(summary: dict, n_way: int) -> list[str]:
+    """Numbers that look fine but are not: each said in the stage output, metrics and report.
+
+    >>> conse = {"accuracy": 0.177, "accuracy_ci95": 0.009, "temperature": 999.94}
+    >>> result_warnings(conse, 5)  # doctest: +ELLIPSIS
+    ['accuracy 0.177 ± 0.009 is below chance (0.200 for 5-way)...', 'temperature T=999.9 is at...']
+    >>> result_warnings({"accuracy": 0.9, "accuracy_ci95": 0.01, "temperature": 1.2}, 5)
+    []
+    """
+    found = []
+    chance = 1 / n_way
+    if summary["accuracy"] + summary["accuracy_ci95"] < chance:  # the whole CI below chance
+        found.append(f"accuracy {summary['accuracy']:.3f} ± {summary['accuracy_ci95']:.3f} is below "
+                     f"chance ({chance:.3f} for {n_way}-way): the model ranks the right class low")
+    if at_bound(summary["temperature"]):
+        found.append(f"temperature T={summary['temperature']:.1f} is at the edge of its search range: "
+                     "the fit found no optimum, so calibrated probabilities and ECE are not meaningful")
+    return found

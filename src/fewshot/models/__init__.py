@@ -1,0 +1,1 @@
+"""Encoders (backbones), few-shot methods, checkpoints and the episodic training loop."""

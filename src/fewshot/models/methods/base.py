@@ -1,0 +1,97 @@
+"""The protocol every method follows: `process_support_set(...)`, then `forward(query) -> logits`.
+
+Training and evaluation only ever call these three methods, so neither branches on a method's name:
+- `process_support_set(support, labels, class_text)` remembers what an episode's support set (and
+  the text embeddings of its classes, label order) tells; a method may ignore either;
+- `forward(query)` gives logits (N_q, n_way);
+- `loss(episode)` is the training objective on one sampled episode (cross-entropy of the episode's
+  logits unless a method trains otherwise, e.g. on pairs or with a contrastive loss).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fewshot.core.errors import UserError
+
+
+@dataclass
+class Episode:
+    """One episode's inputs: images (N, 3, H, W) or cached backbone features (N, D)."""
+
+    support: torch.Tensor
+    support_labels: torch.Tensor  # (N_s,) in 0..n_way-1
+    query: torch.Tensor
+    query_labels: torch.Tensor  # (N_q,)
+    class_text: torch.Tensor  # (n_way, T) text embeddings of the episode's classes, by label
+
+
+@dataclass
+class Parts:
+    """What a method is built from."""
+
+    backbone: nn.Module  # inputs -> (N, feature_dim); an identity on cached features
+    feature_dim: int
+    head_dim: int  # width of the trainable projection; 0 = none
+    text_dim: int
+    imagenet_classifier: nn.Module | None = None  # features -> ImageNet logits (pretrained only)
+    imagenet_text: torch.Tensor | None = None  # (1000, text_dim) ImageNet class-name embeddings
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    pass
+
+
+class FewShotMethod(nn.Module, abc.ABC):
+    """A few-shot classifier. Subclasses set `Options` (a frozen dataclass of their own settings)."""
+
+    Options: type = NoOptions
+
+    def __init__(self, parts: Parts, options):
+        super().__init__()
+        self.check_entry(options, parts.head_dim, parts.imagenet_classifier is not None)
+        self.backbone = parts.backbone
+        self.options = options
+
+    @classmethod
+    def check_entry(cls, options, head_dim: int, has_imagenet_classifier: bool) -> None:
+        """Raise `UserError` when a `models` entry cannot build this method (rules that need more
+        than the options alone). The `check` stage calls it for every entry, before any training."""
+        if head_dim < 0:
+            raise UserError(f"head_dim {head_dim} must be >= 0 (0 = no trainable projection)")
+
+    @abc.abstractmethod
+    def process_support_set(self, support: torch.Tensor, labels: torch.Tensor,
+                            class_text: torch.Tensor) -> None:
+        """Remember the support set (N_s, ...) with labels (N_s,) and class texts (n_way, T)."""
+
+    @abc.abstractmethod
+    def forward(self, query: torch.Tensor) -> torch.Tensor:
+        """Logits (N_q, n_way) for query inputs (N_q, ...)."""
+
+    def loss(self, episode: Episode) -> torch.Tensor:
+        """Training loss on one episode: cross-entropy of its query logits."""
+        self.process_support_set(episode.support, episode.support_labels, episode.class_text)
+        return nn.functional.cross_entropy(self(episode.query), episode.query_labels)
+
+
+def projection(in_dim: int, out_dim: int) -> nn.Module:
+    """The trainable head: a linear map to `out_dim`, or nothing when `out_dim` is 0."""
+    return nn.Linear(in_dim, out_dim) if out_dim > 0 else nn.Identity()
+
+
+def class_means(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(n_way, D) mean embedding of each label 0..n_way-1."""
+    n_way = int(labels.max()) + 1
+    return torch.stack([embeddings[labels == c].mean(0) for c in range(n_way)])
+
+
+def require(value: torch.Tensor | None) -> torch.Tensor:
+    if value is None:
+        raise RuntimeError("call process_support_set before forward")
+    return value

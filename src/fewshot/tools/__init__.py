@@ -1,0 +1,1 @@
+"""Commands around the pipeline: experiments (presets, sweeps), the example, demo data."""

@@ -1,0 +1,70 @@
+"""A tiny generated image-folder dataset (coloured shapes) for the smoke preset, CI and tests.
+
+Usage: python -m fewshot.tools.shapes DIR [--classes 12] [--per-class 4]
+
+Each class is a shape kind and colour; each of its images ("designs") varies margin and outline,
+so support and query images differ. `data/shapes/` is this command's output, committed, so the
+smoke preset needs no download and reads the same pixels everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from fewshot.core.errors import UserError, one_line_errors
+
+SHAPES = ["ellipse", "rectangle", "triangle"]
+
+
+def draw_item(class_index: int, variant: int, size: int = 40) -> Image.Image:
+    """A shape whose kind and colour depend on the class, drawn in a per-variant style."""
+    rng = np.random.default_rng(class_index * 100 + variant)
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    colour = tuple(int(c) for c in np.random.default_rng(class_index).integers(0, 200, 3)) + (255,)
+    margin = int(rng.integers(2, 8))
+    box = [margin, margin, size - margin, size - margin]
+    kind = SHAPES[class_index % len(SHAPES)]
+    if kind == "ellipse":
+        draw.ellipse(box, fill=colour, outline=(0, 0, 0, 255), width=variant % 3)
+    elif kind == "rectangle":
+        draw.rectangle(box, fill=colour, outline=(0, 0, 0, 255), width=variant % 3)
+    else:
+        draw.polygon([(size // 2, margin), (margin, size - margin), (size - margin, size - margin)],
+                     fill=colour)
+    return image
+
+
+def make_image_folder(root: Path, n_classes: int, per_class: int, describe: bool = True) -> Path:
+    """Write `n_classes` folders of `per_class` PNGs (and a classes.csv with descriptions)."""
+    if n_classes < 1 or per_class < 1:
+        raise UserError(f"need at least 1 class and 1 image per class, got {n_classes} x {per_class}")
+    for c in range(n_classes):
+        folder = root / f"class_{c:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for v in range(per_class):
+            draw_item(c, v).save(folder / f"design_{v}.png")
+    if describe:
+        lines = ["class_name,description"] + [f"class_{c:02d},shape number {c}" for c in range(n_classes)]
+        (root / "classes.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@one_line_errors
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m fewshot.tools.shapes",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--classes", type=int, default=12)
+    parser.add_argument("--per-class", type=int, default=4)
+    args = parser.parse_args()
+    make_image_folder(args.folder, args.classes, args.per_class)
+    print(f"wrote {args.classes} classes x {args.per_class} images to {args.folder}")
+
+
+if __name__ == "__main__":
+    main()

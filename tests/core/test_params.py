@@ -1,0 +1,56 @@
+import pytest
+
+from fewshot.core import params
+from fewshot.core.errors import UserError
+
+
+def test_repository_params_file_parses_with_every_section():
+    loaded = params.load("params.yaml")
+    assert loaded.n_way >= 2 and loaded.train.val_every >= 1 and loaded.models
+    assert all(entry.method and entry.episodes >= 0 for entry in loaded.models.values())
+
+
+def test_models_entries_are_typed_and_checked_by_name():
+    loaded = params.from_dict({"models": {"mine": {"method": "siamese", "head_dim": 8}}})
+    assert loaded.models["mine"].head_dim == 8 and loaded.models["mine"].episodes == 1500
+    with pytest.raises(UserError, match=r"unknown params key 'models.mine.head_size'; valid keys: method"):
+        params.from_dict({"models": {"mine": {"method": "siamese", "head_size": 8}}})
+    with pytest.raises(UserError, match=r"'models.mine' lacks required key\(s\) method"):
+        params.from_dict({"models": {"mine": {"head_dim": 8}}})
+
+
+def test_section_flattens_nested_model_options():
+    loaded = params.from_dict({"models": {"s": {"method": "siamese", "options": {"margin": 0.5}}}})
+    flat = params.section(loaded, "models.s")
+    assert flat["models.s.method"] == "siamese" and flat["models.s.options.margin"] == 0.5
+
+
+def test_unknown_top_level_key_names_the_valid_keys():
+    with pytest.raises(UserError, match=r"unknown params key 'n_shots'; valid keys: seed, n_way"):
+        params.from_dict({"n_shots": 5})
+
+
+def test_misspelled_nested_key_names_section_and_valid_keys():
+    with pytest.raises(UserError, match=r"unknown params key 'train.lrate'; valid keys: .*\bval_every\b"):
+        params.from_dict({"train": {"lrate": 0.1}})  # valid: weight_decay, val_every, ...
+
+
+def test_wrong_type_names_key_value_and_expected_type():
+    with pytest.raises(UserError, match=r"params key 'n_way' = 'five' has the wrong type; expected int"):
+        params.from_dict({"n_way": "five"})
+
+
+def test_int_is_accepted_where_float_is_expected_and_bool_is_not_an_int():
+    assert params.from_dict({"train": {"weight_decay": 1}}).train.weight_decay == 1.0
+    with pytest.raises(UserError, match="n_shot"):
+        params.from_dict({"n_shot": True})
+
+
+def test_missing_params_file_is_a_one_line_error(tmp_path):
+    with pytest.raises(UserError, match="params file .* not found"):
+        params.load(tmp_path / "params.yaml")
+
+
+def test_section_flattens_for_logging():
+    flat = params.section(params.Params(), "n_shot", "episodes")
+    assert flat == {"n_shot": 1, "episodes.val_episodes": 300, "episodes.test_episodes": 1000}

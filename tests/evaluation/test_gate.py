@@ -1,0 +1,151 @@
+"""The regression gate: paired per-episode statistics, tolerances, refusals, the command itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from fewshot.core.errors import UserError
+from fewshot.core.params import Gate
+from fewshot.evaluation import gate
+from tests.conftest import plant_drop
+
+QUERIES = 3  # per episode, as in the smoke preset (3-way, 1 query)
+
+
+def results(n_episodes: int = 200, seed: int = 0) -> list[float]:
+    """Per-episode accuracy of a ~85% model: k/3 correct per episode."""
+    rng = np.random.default_rng(seed)
+    return list(rng.binomial(QUERIES, 0.85, n_episodes) / QUERIES)
+
+
+def model_entry(per_episode, ece=0.02, p50=5.0, device="cpu", episodes_hash="abc") -> dict:
+    return {"accuracy": float(np.mean(per_episode)), "ece_calibrated": ece, "query_p50_ms": p50,
+            "device": device, "episodes_hash": episodes_hash, "per_episode": list(per_episode)}
+
+
+def snap(**models) -> dict:
+    return {"episodes": {"test": "abc"}, "models": models}
+
+
+def verdicts(rows) -> dict:
+    return {row["model"]: row["problems"] for row in rows}
+
+
+def test_paired_interval_matches_scipy_paired_t_test():
+    base, cur = results(seed=1), results(seed=2)
+    paired = gate.paired_difference(base, cur, 0.95)
+    expected = stats.ttest_rel(cur, base).confidence_interval(0.95)
+    assert paired.n == 200
+    assert paired.low == pytest.approx(expected.low) and paired.high == pytest.approx(expected.high)
+
+
+def test_planted_three_point_drop_fails_and_an_identical_rerun_passes():
+    base = results()
+    planted = plant_drop(base, 0.03, QUERIES)
+    rows = gate.compare(snap(m=model_entry(base)), snap(m=model_entry(planted)), Gate())
+    assert len(verdicts(rows)["m"]) == 1 and "accuracy dropped 0.0300" in verdicts(rows)["m"][0]
+    assert rows[0]["paired"].high < 0
+    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base)), Gate())) == {
+        "m": []}
+
+
+def test_drop_within_tolerance_or_not_significant_passes():
+    base = results()
+    small = plant_drop(base, 0.005, QUERIES)  # significant at zero noise, but under accuracy_drop=0.01
+    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=model_entry(small)), Gate()))["m"] == []
+    few, other = results(6, seed=3), results(6, seed=4)  # 6 noisy episodes: CI spans zero
+    rows = gate.compare(snap(m=model_entry(few)), snap(m=model_entry(other)), Gate())
+    assert rows[0]["paired"].low < 0 < rows[0]["paired"].high and rows[0]["problems"] == []
+
+
+def test_ece_and_latency_tolerances_and_latency_only_on_the_same_device():
+    base = results()
+    worse = model_entry(base, ece=0.05, p50=12.0)
+    problems = verdicts(gate.compare(snap(m=model_entry(base)), snap(m=worse), Gate()))["m"]
+    assert [p.split()[0] for p in problems] == ["ECE", "query"]
+    elsewhere = model_entry(base, p50=50.0, device="cuda (H100)")
+    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=elsewhere), Gate()))["m"] == []
+    slower_but_small = model_entry(base, p50=9.0)  # 1.8x: under latency_ratio 2.0
+    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=slower_but_small), Gate()))["m"] == []
+
+
+def test_missing_model_fails_and_new_model_is_listed():
+    base = results()
+    rows = gate.compare(snap(a=model_entry(base)), snap(b=model_entry(base)), Gate())
+    assert verdicts(rows) == {"a": ["missing from the current results"], "b": []}
+    assert "new (no baseline)" in gate.table(rows, 0.95)
+
+
+def test_results_on_different_episodes_are_refused():
+    base = results()
+    with pytest.raises(UserError, match="test episodes abc but current from def"):
+        gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base, episodes_hash="def")), Gate())
+    with pytest.raises(UserError, match="200 per-episode results but current 199"):
+        gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base[:-1])), Gate())
+
+
+def test_exact_mode_sees_one_changed_episode():
+    base = results()
+    changed = list(base)
+    changed[7] = 1.0 - changed[7] if changed[7] != 0.5 else 0.0
+    rows = gate.compare(snap(m=model_entry(base)), snap(m=model_entry(changed)), Gate(), exact=True)
+    assert any(p.startswith("per_episode") for p in verdicts(rows)["m"])
+    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base)), Gate(),
+                                 exact=True)) == {"m": []}
+
+
+def write_reports(root: Path, name: str, per_episode: list[float]) -> None:
+    (root / "reports/metrics").mkdir(parents=True, exist_ok=True)
+    (root / f"reports/plots/{name}").mkdir(parents=True, exist_ok=True)
+    metrics = {"accuracy": float(np.mean(per_episode)), "ece_calibrated": 0.02, "ece": 0.05,
+               "episodes_hash": "h" * 64, "device": "cpu", "latency": {"query_p50_ms": 4.0}}
+    (root / f"reports/metrics/{name}.json").write_text(json.dumps(metrics))
+    pd.DataFrame({"episode_id": range(len(per_episode)), "accuracy": per_episode}).to_csv(
+        root / f"reports/plots/{name}/episodes.csv", index=False)
+
+
+def run_gate(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fewshot.gate", *args], cwd=cwd,
+                          capture_output=True, text=True, env=dict(os.environ))
+
+
+def test_command_against_a_git_revision_and_a_snapshot_file(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "T")
+    (tmp_path / "params.yaml").write_text("gate: {accuracy_drop: 0.01}\n")
+    base = results()
+    write_reports(tmp_path, "protonet", base)
+    git("add", "-A")
+    git("commit", "-qm", "baseline")
+    assert run_gate(tmp_path, "snapshot", "base.json").returncode == 0
+
+    unchanged = run_gate(tmp_path, "compare", "HEAD", "--out", "gate.md")
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert "| protonet |" in unchanged.stdout and "passed: 1 model(s) against HEAD" in unchanged.stdout
+    assert (tmp_path / "gate.md").read_text().strip() == unchanged.stdout.strip()
+
+    write_reports(tmp_path, "protonet", plant_drop(base, 0.03, QUERIES))
+    for baseline in ("HEAD", "base.json"):
+        failed = run_gate(tmp_path, "compare", baseline)
+        assert failed.returncode == 1, failed.stderr
+        assert "**REGRESSION**: accuracy dropped 0.0300" in failed.stdout
+        assert "FAILED: 1 regression(s): protonet" in failed.stdout
+
+    for bad, message in (("nope", "baseline 'nope' is neither a snapshot file nor a git revision"),
+                         ("params.yaml", "baseline file 'params.yaml' is not JSON")):
+        refused = run_gate(tmp_path, "compare", bad)
+        assert refused.returncode == 2 and refused.stderr.startswith(f"error: {message}")
+        assert len(refused.stderr.strip().splitlines()) == 1

@@ -1,0 +1,57 @@
+"""Presets and sweeps under pipelines/ turn into valid `dvc exp run -S` overrides."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fewshot.core.errors import UserError
+from fewshot.tools import experiments
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in PIPELINES.glob("*.yaml")
+                                          if not p.stem.startswith("sweep_")))
+def test_every_preset_merges_into_valid_params(preset, monkeypatch):
+    monkeypatch.chdir(PIPELINES.parent)
+    assert experiments.overrides(experiments.load_preset(preset))
+
+
+@pytest.mark.parametrize("sweep", sorted(PIPELINES.glob("sweep_*.yaml")))
+def test_every_sweep_has_a_grid_and_a_known_preset(sweep, monkeypatch):
+    monkeypatch.chdir(PIPELINES.parent)
+    spec = yaml.safe_load(sweep.read_text())
+    assert len(experiments.grid_points(spec)) >= 4
+    if spec.get("preset"):
+        experiments.load_preset(spec["preset"])
+
+
+def test_preset_with_a_typo_is_rejected_before_anything_is_queued(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "bad.yaml").write_text("train:\n  val_evry: 3\n")
+    with pytest.raises(UserError, match="unknown params key 'train.val_evry'"):
+        experiments.load_preset("bad", tmp_path / "pipelines")
+
+
+def test_overrides_round_trip_through_yaml_like_dvc_parses_them():
+    preset = {"n_shot": 5, "models": {"m": {"method": "protonet", "freeze": False, "lr": 3e-4}}}
+    parsed = {}
+    for item in experiments.overrides(preset):  # no base: no `+` prefixes
+        key, value = item.split("=", 1)
+        parsed[key] = yaml.safe_load(value)
+    assert parsed == {"n_shot": 5, "models.m.method": "protonet", "models.m.freeze": False,
+                      "models.m.lr": 3e-4}
+
+
+def test_grid_without_lists_is_rejected():
+    with pytest.raises(UserError, match="a sweep needs 'grid'"):
+        experiments.grid_points({"grid": {"n_way": 5}})
+
+
+def test_keys_missing_from_params_get_dvcs_append_prefix(monkeypatch):
+    monkeypatch.chdir(PIPELINES.parent)
+    flags = experiments.overrides(experiments.load_preset("backbones"), experiments._base())
+    assert '+models.protonet_conv4.backbone="conv4"' in flags
+    assert all(flag.startswith("+models.protonet_") for flag in flags)
