@@ -16,8 +16,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fewshot.core import params as params_lib
 from fewshot.core.typed import merged
 from fewshot.tools.shapes import make_image_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def repo_params(models: dict | None = None, **sections) -> params_lib.Params:
+    """The repository's params.yaml with `sections` merged in (and `models` replaced when given),
+    typed and range-checked (not the cross-section rules: `fewshot.core.consistency.check`)."""
+    raw = merged(yaml.safe_load((ROOT / "params.yaml").read_text()), sections)
+    if models is not None:
+        raw["models"] = models
+    return params_lib.from_dict(raw)
 
 
 @pytest.fixture
@@ -72,7 +84,6 @@ def http_server(cmd: list[str], port: int, health: str, log: Path, timeout_s: fl
                 server.wait(timeout=30)
 
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def sh(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
@@ -114,3 +125,23 @@ def git_dvc_project(repo: Path, params: dict, env: dict, files: dict[str, str] |
                 ["git", "add", "-A"], ["git", "commit", "-qm", "test project"]):
         sh(cmd, repo, env)
     return repo
+
+
+TEMPLATES = ["an emoji of {name}", "{name}", "{name}: {description}"]
+
+
+def save_model(folder: Path, method: str = "protonet", backbone: str = "efficientnet_lite0",
+               seed: int = 0, size: int = 32, templates: list[str] | None = None) -> Path:
+    """An untrained but complete model artefact (as a train stage writes it) at folder/model.pt."""
+    import torch
+
+    from fewshot.models import checkpoint
+
+    torch.manual_seed(seed)
+    entry = repo_params({"m": {"method": method, "backbone": backbone, "head_dim": 16}}).models["m"]
+    built, frozen = checkpoint.build(entry, on_features=True, text_dim=384)
+    path = folder / "model.pt"
+    folder.mkdir(parents=True, exist_ok=True)
+    record = checkpoint.inference_record("image", {"size": size}, backbone, templates or TEMPLATES)
+    checkpoint.save(path, built, entry, 384, frozen, {"best_step": 1, "inference": record})
+    return path

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from fewshot.data.episodes import file_hash
 from fewshot.tools.shapes import make_image_folder
 from tests.conftest import ROOT, git_dvc_project, plant_drop, project_env, sh, smoke_params
 
@@ -32,7 +33,7 @@ def project(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     folder = make_image_folder(tmp / "user_images", n_classes=12, per_class=4)
     params = smoke_params()
-    params["data"]["image_folder"] = str(folder)
+    params["data"]["folder"] = str(folder)
     env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
     repo = git_dvc_project(tmp / "repo", params, env)
     first = sh(["dvc", "repro"], repo, env)
@@ -62,7 +63,7 @@ def test_repro_runs_every_stage_and_writes_complete_metrics(project):
         for key in ("accuracy", "accuracy_ci95", "ece", "nll", "brier", "device", "episodes_hash",
                     "ece_calibrated", "nll_calibrated", "temperature", "method", "backbone"):
             assert key in metrics, (model, key)
-        assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["episodes"] == 200
+        assert metrics["episodes"] == 200
         assert metrics["latency"]["query_p50_ms"] > 0 and metrics["latency"]["timed_episodes"] == 3
         assert f"| {model} | {metrics['method']} | {metrics['backbone']} |" in report
     # Own data: the report names it, and the committed docs/results/ pages are left alone.
@@ -75,16 +76,35 @@ def test_repro_runs_every_stage_and_writes_complete_metrics(project):
                for f in ("accuracy", "reliability", "episode_accuracy", "latency"))
 
 
+def test_every_model_learns_it_beats_chance_by_a_margin(project):
+    """3-way smoke episodes: chance is 1/3. Every model, zero-shot included (the shapes' texts say
+    what they show), must clear it by 0.15 with its whole 95% CI; the trained protonet must also beat
+    what its untrained state scored on the val episodes (logged at step 0) or keep that state."""
+    chance, margin = 1 / 3, 0.15
+    for model in MODELS:
+        metrics = json.loads((project["repo"] / f"reports/metrics/{model}.json").read_text())
+        assert metrics["accuracy"] - metrics["accuracy_ci95"] > chance + margin, (model, metrics["accuracy"])
+    runs = runs_by_stage(project["uri"])
+    history = mlflow.MlflowClient(project["uri"]).get_metric_history(
+        runs["train@protonet"][0].info.run_id, "val_accuracy")
+    untrained = [m.value for m in history if m.step == 0][0]
+    best = runs["train@protonet"][0].data.metrics["best_val_accuracy"]
+    assert best >= untrained and best == max(m.value for m in history)
+
+
 def test_every_stage_logged_one_tagged_mlflow_run(project):
     runs = runs_by_stage(project["uri"])
     assert set(runs) == LOGGED
-    test_hash = (project["repo"] / "data/episodes/hashes.txt").read_text().split("test ")[1].strip()
+    test_hash = file_hash(project["repo"] / "data/episodes/test.parquet")
+    val_hash = file_hash(project["repo"] / "data/episodes/val.parquet")
     commit = sh(["git", "rev-parse", "HEAD"], project["repo"], project["env"]).stdout.strip()
     for stage, stage_runs in runs.items():
         assert len(stage_runs) == 1 and stage_runs[0].info.status == "FINISHED", stage
         assert stage_runs[0].data.tags["git_commit"] == commit, stage
-    for stage in {"episodes"} | PER_MODEL:
+    for stage in {"episodes"} | {f"evaluate@{model}" for model in MODELS}:
         assert runs[stage][0].data.tags["episodes_hash"] == test_hash
+    for model in MODELS:  # training sees the val episodes only
+        assert runs[f"train@{model}"][0].data.tags["val_episodes_hash"] == val_hash
     history = mlflow.MlflowClient(project["uri"]).get_metric_history(
         runs["train@protonet"][0].info.run_id, "val_accuracy")
     assert [m.step for m in history] == [0, 10, 20]
@@ -119,12 +139,12 @@ def test_trained_model_predicts_and_its_served_copy_answers_the_same(project):
     """The issue-5 done-when on the smoke run: fewshot-predict on a support folder, then the same
     through `mlflow models predict` of the model logged with its saved support set."""
     repo, env = project["repo"], project["env"]
-    images = Path(yaml.safe_load((repo / "params.yaml").read_text())["data"]["image_folder"])
+    images = Path(yaml.safe_load((repo / "params.yaml").read_text())["data"]["folder"])
     for c in range(5):
         (repo / "sup" / f"class_{c:02d}").mkdir(parents=True)
-        shutil.copy(images / f"class_{c:02d}/design_0.png", repo / "sup" / f"class_{c:02d}")
+        shutil.copy(images / f"class_{c:02d}/item_0.png", repo / "sup" / f"class_{c:02d}")
         for v in (1, 2, 3):
-            shutil.copy(images / f"class_{c:02d}/design_{v}.png", repo / f"q_{c}_{v}.png")
+            shutil.copy(images / f"class_{c:02d}/item_{v}.png", repo / f"q_{c}_{v}.png")
     queries = sorted(str(p.name) for p in repo.glob("q_*.png"))
     bin_dir = Path(sys.executable).parent
     done = sh([str(bin_dir / "fewshot-predict"), "--model", "protonet", "--support", "sup",
@@ -147,7 +167,7 @@ def test_trained_model_predicts_and_its_served_copy_answers_the_same(project):
 
 def test_impossible_n_way_is_one_line_and_writes_nothing(project):
     repo, env = project["repo"], project["env"]
-    before = (repo / "data/episodes/hashes.txt").read_text()
+    before = file_hash(repo / "data/episodes/test.parquet")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     bad = repo / "bad_params"
     bad.mkdir()
@@ -157,7 +177,7 @@ def test_impossible_n_way_is_one_line_and_writes_nothing(project):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: n_way=10 is larger than the 3 classes of split 'val'"]
-    assert (bad / "data/episodes/hashes.txt").read_text() == before
+    assert file_hash(bad / "data/episodes/test.parquet") == before
 
 
 def test_misspelled_key_fails_the_stage_naming_it(project):
@@ -198,7 +218,28 @@ def test_more_shots_reruns_only_stages_that_read_them(project):
     finally:
         params.write_text(original)
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"check", "episodes", "report"} | {f"train@{model}" for model in MODELS}
+    assert ran == {"check", "episodes", "report"} | PER_MODEL  # evaluate records the shots it scored
+    assert "up to date" in sh(["dvc", "status"], repo, env).stdout
+
+
+def test_more_test_episodes_rerun_evaluate_and_retrain_nothing(project):
+    """train@ reads the val episodes only: a longer test file must not retrain any model."""
+    repo, env = project["repo"], project["env"]
+    params = repo / "params.yaml"
+    original = params.read_text()
+    before = file_hash(repo / "data/episodes/test.parquet")
+    more = yaml.safe_load(original)
+    more["episodes"]["test_episodes"] = 120
+    params.write_text(yaml.safe_dump(more, sort_keys=False))
+    try:
+        done = sh(["dvc", "repro"], repo, env)
+    finally:
+        params.write_text(original)
+    ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"check", "episodes", "report"} | {f"evaluate@{model}" for model in MODELS}
+    assert json.loads((repo / "reports/metrics/protonet.json").read_text())["episodes"] == 120
+    sh(["dvc", "repro"], repo, env)  # back to the committed params: the same episodes again
+    assert file_hash(repo / "data/episodes/test.parquet") == before
     assert "up to date" in sh(["dvc", "status"], repo, env).stdout
 
 
@@ -210,13 +251,13 @@ def test_any_edit_to_the_image_folder_makes_ingest_stale(project):
         out = sh(["dvc", "status", "ingest"], repo, env).stdout
         return "changed deps" in out and str(folder) in out
 
-    image = folder / "class_03" / "design_1.png"
+    image = folder / "class_03" / "item_1.png"
     original = image.read_bytes()
     (folder / "class_03" / "extra.png").write_bytes(original)
     assert stale()  # a file added
     (folder / "class_03" / "extra.png").unlink()
     assert not stale()
-    image.write_bytes((folder / "class_04" / "design_1.png").read_bytes())
+    image.write_bytes((folder / "class_04" / "item_1.png").read_bytes())
     assert stale()  # an image replaced
     image.write_bytes(original)
     shutil.move(folder / "class_03", repo / "moved_away")
@@ -241,4 +282,52 @@ def test_a_models_key_with_shell_code_never_reaches_a_shell(project, tmp_path):
     for done in (full, targeted):
         assert done.returncode != 0 and "is not a valid name" in done.stdout + done.stderr
     assert not marker.exists()
+    assert "up to date" in sh(["dvc", "status"], repo, env).stdout
+
+
+def test_a_model_predicts_as_evaluated_whatever_the_checkouts_params_say(project):
+    """A trained model is self-contained: with params.yaml changed to another image size and other
+    templates (not reproduced), fewshot-predict on a test episode's own files gives evaluate's
+    per-episode accuracy and mean confidence (raw, T=1), for an image model and a text model."""
+    repo, env = project["repo"], project["env"]
+    items = pd.read_parquet(repo / "data/curated/items.parquet").set_index("item_id")
+    classes = pd.read_parquet(repo / "data/curated/classes.parquet").set_index("class_id")
+    table = pd.read_parquet(repo / "data/episodes/test.parquet")
+    params = repo / "params.yaml"
+    original = params.read_text()
+    other = yaml.safe_load(original)
+    other["modality"]["image"]["size"] = 64
+    other["embed"]["text_templates"] = ["{name}", "a photo of {name}"]
+    params.write_text(yaml.safe_dump(other, sort_keys=False))
+    predict = str(Path(sys.executable).parent / "fewshot-predict")
+    try:
+        for model, source in (("protonet", "--support"), ("zero_shot", "--classes")):
+            expected = pd.read_csv(repo / f"reports/plots/{model}/episodes.csv")
+            for episode in range(3):
+                rows = table[table["episode_id"] == episode]
+                work = repo / "episode_files"
+                shutil.rmtree(work, ignore_errors=True)
+                truth = {}
+                for row in rows.itertuples():
+                    if row.role == "support":
+                        (work / "support" / row.class_id).mkdir(parents=True, exist_ok=True)
+                        (work / "support" / row.class_id / f"{row.Index}.png").write_bytes(
+                            items.loc[row.item_id, "content"])
+                    else:
+                        query = work / f"q{row.Index}.png"
+                        query.write_bytes(items.loc[row.item_id, "content"])
+                        truth[str(query)] = classes.loc[row.class_id, "class_name"]
+                episode_classes = classes.loc[sorted(rows["class_id"].unique())]
+                episode_classes.to_csv(work / "classes.csv", index=False)
+                given = work / "support" if source == "--support" else work / "classes.csv"
+                sh([predict, "--model", model, source, str(given), "--temperature", "1",
+                    "--json", str(work / "a.json"), *truth], repo, env)
+                answers = json.loads((work / "a.json").read_text())["answers"]
+                accuracy = sum(a["top_class"] == truth[a["query"]] for a in answers) / len(answers)
+                confidence = sum(a["probability"] for a in answers) / len(answers)
+                assert accuracy == expected.loc[episode, "accuracy"], (model, episode)
+                assert confidence == pytest.approx(expected.loc[episode, "mean_confidence"], abs=1e-4)
+    finally:
+        params.write_text(original)
+        shutil.rmtree(repo / "episode_files", ignore_errors=True)
     assert "up to date" in sh(["dvc", "status"], repo, env).stdout

@@ -1,26 +1,47 @@
+import dataclasses
+
 import pytest
+import yaml
 
 from fewshot.core import params
 from fewshot.core.errors import UserError
+from tests.conftest import ROOT, repo_params
 
 
 def test_repository_params_file_parses_with_every_section():
-    loaded = params.load("params.yaml")
+    loaded = params.load(ROOT / "params.yaml")
     assert loaded.n_way >= 2 and loaded.train.val_every >= 1 and loaded.models
     assert all(entry.method and entry.episodes >= 0 for entry in loaded.models.values())
 
 
-def test_models_entries_are_typed_and_checked_by_name():
-    loaded = params.from_dict({"models": {"mine": {"method": "siamese", "head_dim": 8}}})
-    assert loaded.models["mine"].head_dim == 8 and loaded.models["mine"].episodes == 1500
+def test_models_entries_take_what_they_leave_out_from_model_defaults():
+    loaded = repo_params({"mine": {"method": "siamese", "head_dim": 8}},
+                         model_defaults={"episodes": 77})
+    assert loaded.models["mine"].head_dim == 8 and loaded.models["mine"].episodes == 77
     with pytest.raises(UserError, match=r"unknown params key 'models.mine.head_size'; valid keys: method"):
-        params.from_dict({"models": {"mine": {"method": "siamese", "head_size": 8}}})
+        repo_params({"mine": {"method": "siamese", "head_size": 8}})
     with pytest.raises(UserError, match=r"'models.mine' lacks required key\(s\) method"):
-        params.from_dict({"models": {"mine": {"head_dim": 8}}})
+        repo_params({"mine": {"head_dim": 8}})
+
+
+def test_every_value_lives_in_params_yaml_a_missing_key_is_named():
+    """No defaults in code: a key left out of params.yaml is an error, not a silent fallback."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["embed"]["text_templates"]
+    with pytest.raises(UserError, match=r"params section 'embed' lacks required key\(s\) text_templates"):
+        params.from_dict(raw)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["model_defaults"]["lr"]
+    with pytest.raises(UserError, match=r"params section 'models.protonet' lacks required key\(s\) lr"):
+        params.from_dict(raw)
+    schema = [params.Params, params.Data, params.Curate, params.Episodes, params.Embed, params.Model,
+              params.Train, params.Evaluate, params.Tracking, params.Gate]
+    assert [f"{cls.__name__}.{f.name}" for cls in schema for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING] == []
 
 
 def test_section_flattens_nested_model_options():
-    loaded = params.from_dict({"models": {"s": {"method": "siamese", "options": {"margin": 0.5}}}})
+    loaded = repo_params({"s": {"method": "siamese", "options": {"margin": 0.5}}})
     flat = params.section(loaded, "models.s")
     assert flat["models.s.method"] == "siamese" and flat["models.s.options.margin"] == 0.5
 
@@ -41,9 +62,9 @@ def test_wrong_type_names_key_value_and_expected_type():
 
 
 def test_int_is_accepted_where_float_is_expected_and_bool_is_not_an_int():
-    assert params.from_dict({"train": {"weight_decay": 1}}).train.weight_decay == 1.0
+    assert repo_params(train={"weight_decay": 1}).train.weight_decay == 1.0
     with pytest.raises(UserError, match="n_shot"):
-        params.from_dict({"n_shot": True})
+        repo_params(n_shot=True)
 
 
 def test_missing_params_file_is_a_one_line_error(tmp_path):
@@ -52,5 +73,6 @@ def test_missing_params_file_is_a_one_line_error(tmp_path):
 
 
 def test_section_flattens_for_logging():
-    flat = params.section(params.Params(), "n_shot", "episodes")
-    assert flat == {"n_shot": 1, "episodes.val_episodes": 300, "episodes.test_episodes": 1000}
+    flat = params.section(repo_params(n_shot=3, episodes={"val_episodes": 30, "test_episodes": 90}),
+                          "n_shot", "episodes")
+    assert flat == {"n_shot": 3, "episodes.val_episodes": 30, "episodes.test_episodes": 90}

@@ -11,7 +11,8 @@ import mlflow
 import pytest
 import yaml
 
-from tests.conftest import free_port, http_server
+from fewshot.core.typed import merged
+from tests.conftest import ROOT, free_port, http_server
 
 pytestmark = pytest.mark.slow
 
@@ -25,9 +26,10 @@ def test_stages_log_runs_and_artifacts_to_a_real_server(tmp_path, image_folder):
            "--artifacts-destination", str(tmp_path / "artifacts")]
     project = tmp_path / "project"
     project.mkdir()
-    (project / "params.yaml").write_text(yaml.safe_dump({
-        "data": {"source": "image_folder", "image_folder": str(image_folder)},
-        "curate": {"image_size": 32, "min_designs": 4}}))
+    (project / "params.yaml").write_text(yaml.safe_dump(merged(
+        yaml.safe_load((ROOT / "params.yaml").read_text()),
+        {"data": {"source": "image_folder", "folder": str(image_folder)},
+         "modality": {"image": {"size": 32}}, "curate": {"min_groups": 4}})))
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
     with http_server(cmd, port, "/health", tmp_path / "server.log") as server:
         for stage in ("ingest", "curate"):

@@ -7,7 +7,7 @@ from fewshot.data import episodes
 
 
 def split_items(n_classes: int, designs: int) -> pd.DataFrame:
-    rows = [{"item_id": f"c{c}/d{d}", "class_id": f"c{c}", "design": f"d{d}"}
+    rows = [{"item_id": f"c{c}/d{d}", "class_id": f"c{c}", "group": f"d{d}"}
             for c in range(n_classes) for d in range(designs)]
     return pd.DataFrame(rows)
 
@@ -47,7 +47,7 @@ def test_sampler_raises_when_n_way_exceeds_classes():
 
 
 def test_sampler_raises_when_class_has_too_few_designs():
-    with pytest.raises(UserError, match=r"n_shot \+ n_query = 5 but class 'c0' of split 'val' has 4 designs"):
+    with pytest.raises(UserError, match=r"n_shot \+ n_query = 5 but class 'c0' of split 'val' has 4 groups"):
         episodes.EpisodeSampler(split_items(5, 4), episodes.EpisodeSpec(2, 3, 2), "val")
 
 

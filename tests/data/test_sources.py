@@ -10,14 +10,16 @@ import yaml
 from PIL import Image
 
 from fewshot.core.errors import UserError
+from fewshot.core.typed import merged
+from fewshot.data.class_folders import class_name
 from fewshot.data.sources import MANIFEST_COLUMNS, SOURCES
 from fewshot.data.sources.emoji import _fluent_names
-from fewshot.data.sources.image_folder import class_name
 from fewshot.data.sources.packages import Package, fetch
+from tests.conftest import ROOT
 
 
 def test_image_folder_manifest_has_one_row_per_image_with_descriptions(image_folder, tmp_path):
-    manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+    manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(image_folder))
     assert list(manifest.columns) == MANIFEST_COLUMNS
     assert len(manifest) == 48 and manifest["class_id"].nunique() == 12
     assert manifest.loc[0, "description"] == "shape number 0"
@@ -26,24 +28,27 @@ def test_image_folder_manifest_has_one_row_per_image_with_descriptions(image_fol
 
 def test_missing_image_folder_is_named(tmp_path):
     with pytest.raises(UserError, match=r"image folder '.*nowhere' does not exist"):
-        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(tmp_path / "nowhere"))
+        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(tmp_path / "nowhere"))
 
 
-def test_unset_image_folder_says_which_key(tmp_path):
-    with pytest.raises(UserError, match="data.image_folder is not set"):
-        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=None)
+def test_every_source_names_a_known_modality():
+    from fewshot.modalities import MODALITIES
+
+    assert {name: SOURCES.get(name).modality for name in SOURCES.names()} == {
+        "emoji": "image", "image_folder": "image"}
+    assert set(MODALITIES.names()) >= {"image"}
 
 
 def test_empty_class_folder_is_named(image_folder, tmp_path):
     (image_folder / "empty_class").mkdir()
-    with pytest.raises(UserError, match=r"class folder '.*empty_class' holds no images"):
-        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+    with pytest.raises(UserError, match=r"class folder '.*empty_class' holds no image files"):
+        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(image_folder))
 
 
 def test_corrupt_image_is_named(image_folder, tmp_path):
     (image_folder / "class_03" / "broken.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(UserError, match=r"cannot read image '.*class_03/broken.png'"):
-        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(image_folder))
 
 
 def test_unknown_source_lists_valid_names():
@@ -64,10 +69,10 @@ def test_fetch_refuses_a_file_with_the_wrong_checksum(tmp_path):
 
 
 def test_files_of_one_class_differing_only_in_suffix_are_named(image_folder, tmp_path):
-    shutil.copy(image_folder / "class_02" / "design_0.png", image_folder / "class_02" / "design_0.jpg")
+    shutil.copy(image_folder / "class_02" / "item_0.png", image_folder / "class_02" / "item_0.jpg")
     with pytest.raises(UserError, match=r"'.*class_02' has files that differ only in their suffix: "
-                                        r"design_0.jpg, design_0.png"):
-        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+                                        r"item_0.jpg, item_0.png"):
+        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(image_folder))
 
 
 def test_an_image_too_large_to_decode_safely_is_one_line(image_folder, tmp_path, monkeypatch):
@@ -76,17 +81,17 @@ def test_an_image_too_large_to_decode_safely_is_one_line(image_folder, tmp_path,
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     Image.new("RGB", (100, 100), "white").save(image_folder / "class_01" / "huge.png")
     with pytest.raises(UserError, match=r"image '.*class_01/huge.png' is too large to decode safely"):
-        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(image_folder))
 
 
 def test_class_names_are_read_from_folders_alike_in_ingest_and_prediction(image_folder, tmp_path):
-    manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+    manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(image_folder))
     assert manifest.loc[0, "class_name"] == class_name("class_00") == "class 00"
 
 
 def test_a_class_without_a_description_has_none_rather_than_its_name(image_folder, tmp_path):
     (image_folder / "classes.csv").unlink()
-    manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+    manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(image_folder))
     assert set(manifest["description"]) == {""}  # so "{name}: {description}" is not used for it
 
 
@@ -101,27 +106,28 @@ def test_ingest_stage_takes_any_file_name_a_file_system_allows(tmp_path):
         (folder / f"class_{c}").mkdir(parents=True)
         for name in ODD_NAMES:
             Image.new("RGB", (8, 8), (40 * c, 0, 0)).save(folder / f"class_{c}" / name)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
-        {"data": {"source": "image_folder", "image_folder": str(folder)}}))
+    raw = merged(yaml.safe_load((ROOT / "params.yaml").read_text()),
+                 {"data": {"source": "image_folder", "folder": str(folder)}})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/m.db")
     done = subprocess.run([sys.executable, "-m", "fewshot.stages.ingest"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     manifest = pd.read_csv(tmp_path / "data/raw/manifest.csv", dtype=str, keep_default_na=False)
-    assert sorted(manifest["design"]) == sorted(Path(n).stem for n in ODD_NAMES for _ in range(2))
+    assert sorted(manifest["group"]) == sorted(Path(n).stem for n in ODD_NAMES for _ in range(2))
     assert all((tmp_path / "data/raw" / p).is_file() for p in manifest["path"])
 
 
 def test_a_file_name_that_is_not_text_is_one_line(image_folder, tmp_path):
     bad = os.fsencode(image_folder / "class_01") + b"/\xff.png"
-    shutil.copy(image_folder / "class_01" / "design_0.png", bad)
+    shutil.copy(image_folder / "class_01" / "item_0.png", bad)
     with pytest.raises(UserError, match=r"file name '.*' in '.*class_01' is not valid UTF-8; rename it"):
-        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+        SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(image_folder))
 
 
 def test_classes_csv_may_name_a_class_by_its_folder_or_by_its_name(image_folder, tmp_path):
     (image_folder / "classes.csv").write_text("class_name,description\nclass 01,by its name\n"
                                               "class_02,by its folder\n")
-    manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", image_folder=str(image_folder))
+    manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(image_folder))
     described = dict(zip(manifest["class_id"], manifest["description"], strict=False))
     assert described["class_01"] == "by its name" and described["class_02"] == "by its folder"

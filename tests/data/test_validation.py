@@ -5,16 +5,20 @@ from PIL import Image
 
 from fewshot.data.validation import check_items
 from fewshot.modalities import image as images
+from fewshot.modalities import modality_of
+
+IMAGE = modality_of("image")
+SIZE = images.ImageSettings(16)
 
 
-def items_frame(size: int = 8) -> pd.DataFrame:
+def items_frame(size: int = 16) -> pd.DataFrame:
     png = images.to_png(Image.new("RGB", (size, size), "white"))
     rows = []
     for c, split in enumerate(["train", "train", "val", "test"]):
         for d in range(3):
             rows.append({"item_id": f"c{c}/d{d}", "class_id": f"c{c}", "class_name": f"class {c}",
-                         "description": "a class", "design": f"d{d}", "split": split,
-                         "image": png, "sha256": hashlib.sha256(png).hexdigest()})
+                         "description": "a class", "group": f"d{d}", "split": split,
+                         "content": png, "sha256": hashlib.sha256(png).hexdigest()})
     return pd.DataFrame(rows)
 
 
@@ -23,7 +27,7 @@ def failed(result):
 
 
 def test_clean_items_pass_the_gate():
-    result = check_items(items_frame(), min_items=3, image_size=8)
+    result = check_items(items_frame(), min_items=3, modality=IMAGE, settings=SIZE)
     assert result.success, result.failure_line()
     assert result.summary()["failed"] == 0 and result.summary()["expectations"] >= 20
 
@@ -31,26 +35,26 @@ def test_clean_items_pass_the_gate():
 def test_class_in_two_splits_fails():
     frame = items_frame()
     frame.loc[0, "split"] = "test"
-    result = check_items(frame, min_items=3, image_size=8)
+    result = check_items(frame, min_items=3, modality=IMAGE, settings=SIZE)
     assert not result.success
     assert ("expect_column_values_to_be_between", "splits_of_class") in failed(result)
 
 
 def test_class_with_too_few_items_fails():
-    result = check_items(items_frame(), min_items=4, image_size=8)
+    result = check_items(items_frame(), min_items=4, modality=IMAGE, settings=SIZE)
     assert ("expect_column_values_to_be_between", "items_of_class") in failed(result)
     assert "items_of_class: 12 bad rows" in result.failure_line()
 
 
 def test_wrong_image_size_and_null_label_fail():
-    frame = items_frame(size=9)
+    frame = items_frame(size=17)
     frame["class_name"] = frame["class_name"].astype(object)
     frame.loc[1, "class_name"] = None
-    result = check_items(frame, min_items=3, image_size=8)
+    result = check_items(frame, min_items=3, modality=IMAGE, settings=SIZE)
     assert ("expect_column_values_to_be_between", "image_height") in failed(result)
     assert ("expect_column_values_to_not_be_null", "class_name") in failed(result)
 
 
 def test_missing_required_column_fails():
-    result = check_items(items_frame().drop(columns=["design"]), min_items=3, image_size=8)
-    assert ("expect_column_to_exist", "design") in failed(result)
+    result = check_items(items_frame().drop(columns=["group"]), min_items=3, modality=IMAGE, settings=SIZE)
+    assert ("expect_column_to_exist", "group") in failed(result)

@@ -14,9 +14,10 @@ import pytest
 from scipy import stats
 
 from fewshot.core.errors import UserError
-from fewshot.core.params import Gate
-from fewshot.evaluation import gate
-from tests.conftest import plant_drop
+from fewshot.evaluation import gate, metrics
+from tests.conftest import plant_drop, repo_params
+
+GATE = repo_params().gate  # the repository's tolerances
 
 QUERIES = 3  # per episode, as in the smoke preset (3-way, 1 query)
 
@@ -42,7 +43,7 @@ def verdicts(rows) -> dict:
 
 def test_paired_interval_matches_scipy_paired_t_test():
     base, cur = results(seed=1), results(seed=2)
-    paired = gate.paired_difference(base, cur, 0.95)
+    paired = metrics.paired_difference(base, cur, 0.95)
     expected = stats.ttest_rel(cur, base).confidence_interval(0.95)
     assert paired.n == 200
     assert paired.low == pytest.approx(expected.low) and paired.high == pytest.approx(expected.high)
@@ -51,36 +52,36 @@ def test_paired_interval_matches_scipy_paired_t_test():
 def test_planted_three_point_drop_fails_and_an_identical_rerun_passes():
     base = results()
     planted = plant_drop(base, 0.03, QUERIES)
-    rows = gate.compare(snap(m=model_entry(base)), snap(m=model_entry(planted)), Gate())
+    rows = gate.compare(snap(m=model_entry(base)), snap(m=model_entry(planted)), GATE)
     assert len(verdicts(rows)["m"]) == 1 and "accuracy dropped 0.0300" in verdicts(rows)["m"][0]
     assert rows[0]["paired"].high < 0
-    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base)), Gate())) == {
+    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base)), GATE)) == {
         "m": []}
 
 
 def test_drop_within_tolerance_or_not_significant_passes():
     base = results()
     small = plant_drop(base, 0.005, QUERIES)  # significant at zero noise, but under accuracy_drop=0.01
-    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=model_entry(small)), Gate()))["m"] == []
+    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=model_entry(small)), GATE))["m"] == []
     few, other = results(6, seed=3), results(6, seed=4)  # 6 noisy episodes: CI spans zero
-    rows = gate.compare(snap(m=model_entry(few)), snap(m=model_entry(other)), Gate())
+    rows = gate.compare(snap(m=model_entry(few)), snap(m=model_entry(other)), GATE)
     assert rows[0]["paired"].low < 0 < rows[0]["paired"].high and rows[0]["problems"] == []
 
 
 def test_ece_and_latency_tolerances_and_latency_only_on_the_same_device():
     base = results()
     worse = model_entry(base, ece=0.05, p50=12.0)
-    problems = verdicts(gate.compare(snap(m=model_entry(base)), snap(m=worse), Gate()))["m"]
+    problems = verdicts(gate.compare(snap(m=model_entry(base)), snap(m=worse), GATE))["m"]
     assert [p.split()[0] for p in problems] == ["ECE", "query"]
     elsewhere = model_entry(base, p50=50.0, device="cuda (H100)")
-    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=elsewhere), Gate()))["m"] == []
+    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=elsewhere), GATE))["m"] == []
     slower_but_small = model_entry(base, p50=9.0)  # 1.8x: under latency_ratio 2.0
-    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=slower_but_small), Gate()))["m"] == []
+    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=slower_but_small), GATE))["m"] == []
 
 
 def test_missing_model_fails_and_new_model_is_listed():
     base = results()
-    rows = gate.compare(snap(a=model_entry(base)), snap(b=model_entry(base)), Gate())
+    rows = gate.compare(snap(a=model_entry(base)), snap(b=model_entry(base)), GATE)
     assert verdicts(rows) == {"a": ["missing from the current results"], "b": []}
     assert "new (no baseline)" in gate.table(rows, 0.95)
 
@@ -88,18 +89,18 @@ def test_missing_model_fails_and_new_model_is_listed():
 def test_results_on_different_episodes_are_refused():
     base = results()
     with pytest.raises(UserError, match="test episodes abc but current from def"):
-        gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base, episodes_hash="def")), Gate())
+        gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base, episodes_hash="def")), GATE)
     with pytest.raises(UserError, match="200 per-episode results but current 199"):
-        gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base[:-1])), Gate())
+        gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base[:-1])), GATE)
 
 
 def test_exact_mode_sees_one_changed_episode():
     base = results()
     changed = list(base)
     changed[7] = 1.0 - changed[7] if changed[7] != 0.5 else 0.0
-    rows = gate.compare(snap(m=model_entry(base)), snap(m=model_entry(changed)), Gate(), exact=True)
+    rows = gate.compare(snap(m=model_entry(base)), snap(m=model_entry(changed)), GATE, exact=True)
     assert any(p.startswith("per_episode") for p in verdicts(rows)["m"])
-    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base)), Gate(),
+    assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base)), GATE,
                                  exact=True)) == {"m": []}
 
 

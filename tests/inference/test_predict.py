@@ -20,8 +20,11 @@ from fewshot.inference import trained as inference
 from fewshot.inference.predict import UNKNOWN, _format, predict
 from fewshot.inference.predict import main as predict_main
 from fewshot.inference.support import SupportSet, from_classes, from_folder
-from fewshot.models import checkpoint as models
+from fewshot.modalities import image as images
+from fewshot.modalities.image import read_image
+from fewshot.models import checkpoint
 from fewshot.tools.shapes import make_image_folder
+from tests.conftest import save_model
 
 
 @pytest.fixture(scope="module")
@@ -29,25 +32,14 @@ def encoder() -> TextEncoder:
     return TextEncoder()
 
 
-def save_model(folder: Path, method: str = "protonet", backbone: str = "efficientnet_lite0",
-               seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    spec = models.ModelSpec(method, backbone, head_dim=16)
-    built, frozen = models.build(spec, on_features=True)
-    path = folder / "model.pt"
-    folder.mkdir(parents=True, exist_ok=True)
-    models.save(path, built, spec, frozen, {"best_step": 1})
-    return path
-
-
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no params.yaml: default image size and templates
+    monkeypatch.chdir(tmp_path)  # no params.yaml: the model artefact says everything
     support = make_image_folder(tmp_path / "support", n_classes=4, per_class=2)
     queries = make_image_folder(tmp_path / "queries", n_classes=4, per_class=3)
-    files = sorted(queries.glob("class_*/design_2.png"))
+    files = sorted(queries.glob("class_*/item_2.png"))
     return {"tmp": tmp_path, "support": support, "files": files,
-            "trained": inference.load(str(save_model(tmp_path / "m1")), image_size=32)}
+            "trained": inference.load(str(save_model(tmp_path / "m1")))}
 
 
 def test_support_folder_answers_every_query_with_calibrated_probabilities(setup, encoder):
@@ -98,10 +90,10 @@ def test_removing_and_adding_classes_equals_building_the_set_directly(setup, enc
 def test_support_set_of_another_model_or_backbone_is_refused(setup, encoder):
     support = from_folder(setup["trained"], setup["support"], encoder=encoder)
     support.save(setup["tmp"] / "s.safetensors")
-    retrained = inference.load(str(save_model(setup["tmp"] / "m2", seed=1)), image_size=32)
+    retrained = inference.load(str(save_model(setup["tmp"] / "m2", seed=1)))
     with pytest.raises(UserError, match="was made by model 'm1' .*model_sha256"):
         SupportSet.load(setup["tmp"] / "s.safetensors", retrained)
-    other = inference.load(str(save_model(setup["tmp"] / "m3", backbone="mobilenet_v2")), image_size=32)
+    other = inference.load(str(save_model(setup["tmp"] / "m3", backbone="mobilenet_v2")))
     with pytest.raises(UserError, match=r"\(backbone efficientnet_lite0\) .* \(backbone mobilenet_v2\)"):
         SupportSet.load(setup["tmp"] / "s.safetensors", other)
     (setup["tmp"] / "junk.safetensors").write_bytes(b"not a support set")
@@ -132,7 +124,7 @@ def test_image_over_the_decompression_limit_is_refused_not_decoded(setup, monkey
     Image.new("RGB", (100, 100)).save(setup["tmp"] / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 10,000 px > 2 x limit
     with pytest.raises(UserError, match="'.*big.png' is too large to decode safely"):
-        inference.read_image(setup["tmp"] / "big.png", 32)
+        read_image(setup["tmp"] / "big.png", 32)
 
 
 def test_bad_support_folders_are_one_line_errors(setup, encoder):
@@ -154,7 +146,7 @@ def test_bad_support_folders_are_one_line_errors(setup, encoder):
 
 def test_zero_shot_from_class_names_and_a_support_method_refuses_them(setup, encoder):
     (setup["tmp"] / "names.txt").write_text("red apple\nbanana\n\ncat\n")
-    zero = inference.load(str(save_model(setup["tmp"] / "zs", method="zero_shot")), image_size=32)
+    zero = inference.load(str(save_model(setup["tmp"] / "zs", method="zero_shot")))
     names = from_classes(zero, setup["tmp"] / "names.txt", encoder=encoder)
     assert names.classes == ["red apple", "banana", "cat"] and len(names.inputs) == 0
     answers = predict(zero, names, setup["files"])
@@ -185,13 +177,11 @@ def test_command_writes_json_and_exits_1_when_a_query_failed(setup):
 
 
 def test_query_pixels_equal_curation_of_the_same_file(tmp_path):
-    from fewshot.modalities import image as images
-
     Image.new("RGBA", (50, 30), (200, 10, 10, 120)).save(tmp_path / "q.png")
     Image.new("L", (31, 64), 77).save(tmp_path / "g.png")
     for name in ("q.png", "g.png"):
         curated = images.decode(images.normalise(tmp_path / name, 32)).transpose(2, 0, 1)
-        assert (inference.read_image(tmp_path / name, 32) == curated).all()
+        assert (read_image(tmp_path / name, 32) == curated).all()
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
@@ -223,7 +213,7 @@ def test_a_model_file_that_is_not_a_checkpoint_is_one_line(tmp_path):
         assert "weights_only" not in str(refused.value)
     (tmp_path / "folder.pt").mkdir()
     with pytest.raises(UserError, match=r"cannot read model file '.*folder.pt'"):
-        models.load(tmp_path / "folder.pt", on_features=True)
+        checkpoint.load(tmp_path / "folder.pt", on_features=True)
 
 
 def _tamper(path: Path, out: Path, tensors: dict | None = None, **meta) -> Path:
@@ -263,6 +253,6 @@ def test_names_with_tabs_or_newlines_keep_one_answer_per_line():
 
 def test_class_names_from_a_classes_file_are_read_as_ingest_reads_folders(setup, encoder):
     (setup["tmp"] / "names.csv").write_text("class_name,description\ndigit_4,a four\nred apple,\n")
-    zero = inference.load(str(save_model(setup["tmp"] / "zs", method="zero_shot")), image_size=32)
+    zero = inference.load(str(save_model(setup["tmp"] / "zs", method="zero_shot")))
     names = from_classes(zero, setup["tmp"] / "names.csv", encoder=encoder)
     assert names.classes == ["digit 4", "red apple"] and names.descriptions == ["a four", ""]

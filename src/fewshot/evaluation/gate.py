@@ -27,21 +27,19 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-from scipy import stats
 
 from fewshot.core import params as params_lib
 from fewshot.core import paths
 from fewshot.core.errors import UserError, one_line_errors
 from fewshot.core.fileio import atomic_path
 from fewshot.data import episodes as episodes_lib
+from fewshot.evaluation import metrics
 
 # Metrics that must not change between two runs of the same inputs (latency and training time may).
 DETERMINISTIC = ("accuracy", "accuracy_ci95", "ece", "ece_calibrated", "nll", "nll_calibrated",
@@ -113,32 +111,6 @@ def _git(args: list[str]) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-@dataclass(frozen=True)
-class Paired:
-    """Mean per-episode accuracy difference (current - baseline) and its CI."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-
-
-def paired_difference(baseline: list[float], current: list[float], confidence: float) -> Paired:
-    """Student-t CI of the mean paired difference.
-
-    >>> d = paired_difference([1.0, 0.5, 1.0, 0.5], [1.0, 0.5, 1.0, 0.5], 0.95)
-    >>> (d.mean, d.low, d.high)
-    (0.0, 0.0, 0.0)
-    """
-    diffs = pd.Series(current, dtype=float) - pd.Series(baseline, dtype=float)
-    n = len(diffs)
-    mean = float(diffs.mean())
-    if n < 2:
-        return Paired(mean, -math.inf, math.inf, n)
-    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * diffs.std(ddof=1) / math.sqrt(n))
-    return Paired(mean, mean - half, mean + half, n)
-
-
 def compare(baseline: dict, current: dict, gate: params_lib.Gate, exact: bool = False) -> list[dict]:
     """One row per model: the numbers and a list of problems (empty = passes)."""
     _refuse_different_episodes(baseline, current)
@@ -158,7 +130,7 @@ def compare(baseline: dict, current: dict, gate: params_lib.Gate, exact: bool = 
             row["problems"] += [f"{key} {base.get(key)} -> {cur.get(key)}" for key in
                                 (*DETERMINISTIC, "per_episode") if base.get(key) != cur.get(key)]
             continue
-        paired = row["paired"] = paired_difference(base["per_episode"], cur["per_episode"],
+        paired = row["paired"] = metrics.paired_difference(base["per_episode"], cur["per_episode"],
                                                    gate.confidence)
         if -paired.mean > gate.accuracy_drop and paired.high < 0:
             row["problems"].append(f"accuracy dropped {-paired.mean:.4f} (> {gate.accuracy_drop})")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -93,3 +97,29 @@ def latency_summary(milliseconds: list[float]) -> dict[str, float]:
     values = np.asarray(milliseconds, dtype=float)
     return {"p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95)),
             "mean_ms": float(values.mean())}
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Mean per-episode accuracy difference (current - baseline) and its CI."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+def paired_difference(baseline: list[float], current: list[float], confidence: float) -> Paired:
+    """Student-t CI of the mean paired difference.
+
+    >>> d = paired_difference([1.0, 0.5, 1.0, 0.5], [1.0, 0.5, 1.0, 0.5], 0.95)
+    >>> (d.mean, d.low, d.high)
+    (0.0, 0.0, 0.0)
+    """
+    diffs = pd.Series(current, dtype=float) - pd.Series(baseline, dtype=float)
+    n = len(diffs)
+    mean = float(diffs.mean())
+    if n < 2:
+        return Paired(mean, -math.inf, math.inf, n)
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * diffs.std(ddof=1) / math.sqrt(n))
+    return Paired(mean, mean - half, mean + half, n)

@@ -9,6 +9,7 @@ import torch
 
 from fewshot.data import episodes as episodes_lib
 from fewshot.data.inputs import ItemInputs
+from fewshot.evaluation import metrics
 from fewshot.models.methods.base import Episode, FewShotMethod
 
 
@@ -30,4 +31,4 @@ def score(method: FewShotMethod, inputs: ItemInputs, table: pd.DataFrame) -> lis
 
 
 def mean_accuracy(results: list[dict]) -> float:
-    return float(np.mean([np.mean(r["logits"].argmax(1) == r["labels"]) for r in results]))
+    return float(np.mean([metrics.accuracy(r["logits"], r["labels"]) for r in results]))

@@ -14,7 +14,7 @@ def summarise(results: list[dict], n_bins: int, temperature: float = 1.0
               ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """(metrics, per-episode records, reliability bins) of scored episodes at a temperature."""
     probs_per_episode = [scaled_probs(r["logits"], temperature) for r in results]
-    per_episode = np.array([np.mean(p.argmax(1) == r["labels"])
+    per_episode = np.array([metrics.accuracy(p, r["labels"])
                             for p, r in zip(probs_per_episode, results, strict=True)])
     probs = np.concatenate(probs_per_episode)
     labels = np.concatenate([r["labels"] for r in results])

@@ -91,8 +91,14 @@ def _read_checkpoint(path: Path) -> dict:
     return saved
 
 
-def backbone_inputs(name: str) -> dict:
-    """How backbone `name` prepares raw inputs (e.g. normalisation), as recorded in a checkpoint.
-    Built under a forked RNG: recording it must not change what training draws."""
+def inference_record(modality: str, settings: dict, backbone: str, templates: list[str]) -> dict:
+    """What inference needs to read inputs and class texts as training did (`info["inference"]`):
+    the modality and its settings, how the backbone prepares inputs (e.g. normalisation; built
+    under a forked RNG, so recording it changes nothing training draws), the text model, its
+    prompt templates and the class fields they may use."""
+    from fewshot.data import text
+
     with torch.random.fork_rng():
-        return BACKBONES.create(name).inputs
+        inputs = BACKBONES.create(backbone).inputs
+    return {"modality": modality, "settings": dict(settings), "backbone_inputs": inputs,
+            "text_model": text.MODEL_NAME, "templates": list(templates), "text_fields": list(text.FIELDS)}

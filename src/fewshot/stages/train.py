@@ -27,20 +27,11 @@ from fewshot.core.errors import one_line_errors
 from fewshot.core.tracking import stage_run
 from fewshot.data import curation
 from fewshot.data import episodes as episodes_lib
-from fewshot.data import text as text_lib
 from fewshot.data.inputs import ItemInputs
 from fewshot.data.text import TextFeatures
 from fewshot.models import checkpoint
 from fewshot.models.training import TrainConfig, train
 from fewshot.stages.argv import model_from_argv
-
-
-def inference_record(backbone: str, templates: list[str]) -> dict:
-    """What inference needs to read inputs and class texts as training did."""
-    modality, settings = curation.curated_kind()
-    return {"modality": modality.name, "settings": modality.settings_dict(settings),
-            "backbone_inputs": checkpoint.backbone_inputs(backbone), "text_model": text_lib.MODEL_NAME,
-            "templates": list(templates), "text_fields": list(text_lib.FIELDS)}
 
 
 def fingerprint(values: dict) -> str:
@@ -58,6 +49,7 @@ def main() -> None:
     method, frozen = checkpoint.build(entry, on_features=True, text_dim=text.dim,
                                       imagenet_text=text.imagenet)
     items = pd.read_parquet(paths.ITEMS)
+    modality, settings = curation.curated_kind()
     train_items = items[items["split"].isin(["train", "val"])].reset_index(drop=True)
     inputs = ItemInputs(train_items, entry.backbone, frozen, text)
     n_train_classes = items.loc[items.split == "train", "class_id"].nunique()
@@ -89,7 +81,8 @@ def main() -> None:
                 "val_episodes_hash": val_hash, "data_sha256": curation.digest(items),
                 "best_val_accuracy": best_acc, "best_step": best_step, "train_n_way": n_way,
                 "train_seconds": seconds, "warnings": warnings,
-                "inference": inference_record(entry.backbone, text.templates)}
+                "inference": checkpoint.inference_record(modality.name, modality.settings_dict(settings),
+                                                         entry.backbone, text.templates)}
         checkpoint.save(paths.model_file(name), method, entry, text.dim, frozen, info)
         run.log_metrics({"best_val_accuracy": best_acc, "best_step": best_step,
                          "train_seconds": seconds})

@@ -2,9 +2,11 @@
 
 Usage: python -m fewshot.tools.shapes DIR [--classes 12] [--per-class 4]
 
-Each class is a shape kind and colour; each of its images ("designs") varies margin and outline,
-so support and query images differ. `data/shapes/` is this command's output, committed, so the
-smoke preset needs no download and reads the same pixels everywhere.
+Each class is a colour and a shape kind (12 combinations, then they repeat), described in
+classes.csv in words ("a red circle"), so that text models (zero-shot) have something to read; each
+of its images (a group of its own) varies margin and outline, so support and query images differ.
+`data/shapes/` is this command's output, committed, so the smoke preset needs no download and reads
+the same pixels everywhere.
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ from PIL import Image, ImageDraw
 
 from fewshot.core.errors import UserError, one_line_errors
 
-SHAPES = ["ellipse", "rectangle", "triangle"]
+SHAPES = ["circle", "square", "triangle"]
+COLOURS = {"red": (215, 30, 30), "blue": (30, 70, 220), "green": (30, 150, 50), "yellow": (235, 200, 20)}
+
+
+def kind_of(class_index: int) -> tuple[str, str]:
+    """(colour, shape) of a class: every colour with every shape before any repeats.
+
+    >>> [kind_of(c) for c in (0, 1, 3, 11)]
+    [('red', 'circle'), ('blue', 'square'), ('yellow', 'circle'), ('yellow', 'triangle')]
+    """
+    return list(COLOURS)[class_index % len(COLOURS)], SHAPES[class_index % len(SHAPES)]
 
 
 def draw_item(class_index: int, variant: int, size: int = 40) -> Image.Image:
@@ -25,13 +37,13 @@ def draw_item(class_index: int, variant: int, size: int = 40) -> Image.Image:
     rng = np.random.default_rng(class_index * 100 + variant)
     image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
-    colour = tuple(int(c) for c in np.random.default_rng(class_index).integers(0, 200, 3)) + (255,)
+    colour_name, kind = kind_of(class_index)
+    colour = COLOURS[colour_name] + (255,)
     margin = int(rng.integers(2, 8))
     box = [margin, margin, size - margin, size - margin]
-    kind = SHAPES[class_index % len(SHAPES)]
-    if kind == "ellipse":
+    if kind == "circle":
         draw.ellipse(box, fill=colour, outline=(0, 0, 0, 255), width=variant % 3)
-    elif kind == "rectangle":
+    elif kind == "square":
         draw.rectangle(box, fill=colour, outline=(0, 0, 0, 255), width=variant % 3)
     else:
         draw.polygon([(size // 2, margin), (margin, size - margin), (size - margin, size - margin)],
@@ -47,9 +59,10 @@ def make_image_folder(root: Path, n_classes: int, per_class: int, describe: bool
         folder = root / f"class_{c:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         for v in range(per_class):
-            draw_item(c, v).save(folder / f"design_{v}.png")
+            draw_item(c, v).save(folder / f"item_{v}.png")
     if describe:
-        lines = ["class_name,description"] + [f"class_{c:02d},shape number {c}" for c in range(n_classes)]
+        lines = ["class_name,description"] + [f"class_{c:02d},a {' '.join(kind_of(c))}"
+                                              for c in range(n_classes)]
         (root / "classes.csv").write_text("\n".join(lines) + "\n")
     return root
 

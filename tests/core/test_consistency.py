@@ -1,0 +1,122 @@
+"""Rules across params sections (run by `params.load`, hence by every stage and the `check` stage):
+params that are typed right but do not fit together fail with one line."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fewshot.core import params
+from fewshot.core.consistency import check
+from fewshot.core.errors import UserError
+from tests.conftest import ROOT, repo_params
+
+
+def test_repository_params_pass():
+    check(params.load(ROOT / "params.yaml"))
+
+
+def test_misspelled_method_option_names_model_and_valid_options():
+    bad = repo_params({"s": {"method": "siamese", "options": {"margn": 1}}})
+    with pytest.raises(UserError, match=r"unknown params key 'models.s.options.margn'; valid keys: loss"):
+        check(bad)
+
+
+def test_unknown_method_and_backbone_list_the_valid_names():
+    with pytest.raises(UserError, match=r"unknown method 'protonett'; valid names: .*protonet"):
+        check(repo_params({"p": {"method": "protonett"}}))
+    with pytest.raises(UserError, match=r"unknown backbone 'resnet'; valid names: conv4"):
+        check(repo_params({"p": {"method": "protonet", "backbone": "resnet"}}))
+
+
+def test_frozen_backbone_must_be_cached_by_embed():
+    bad = repo_params({"p": {"method": "protonet", "backbone": "mobilenet_v2"}},
+                      embed={"backbones": ["efficientnet_lite0"]})
+    with pytest.raises(UserError, match=r"models.p uses frozen backbone 'mobilenet_v2'.*add it there"):
+        check(bad)
+    fine_tuned = repo_params({"p": {"method": "protonet", "backbone": "mobilenet_v2", "freeze": False}},
+                             embed={"backbones": ["efficientnet_lite0"]})
+    check(fine_tuned)
+
+
+def test_embed_refuses_a_backbone_trained_from_scratch():
+    with pytest.raises(UserError, match=r"embed.backbones lists 'conv4', which is trained from scratch"):
+        check(repo_params(embed={"backbones": ["efficientnet_lite0", "conv4"]}))
+
+
+def test_the_data_modality_needs_its_settings_and_known_kinds_only():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    with pytest.raises(UserError, match=r"params 'modality' lacks 'image', the kind of data source 'emoji'"):
+        check(params.from_dict(raw | {"modality": {}}))
+    with pytest.raises(UserError, match=r"unknown kind\(s\) \['sound'\]"):
+        check(params.from_dict(raw | {"modality": raw["modality"] | {"sound": {}}}))
+    with pytest.raises(UserError, match=r"unknown params key 'modality.image.sise'; valid keys: size"):
+        check(params.from_dict(raw | {"modality": {"image": {"sise": 64}}}))
+    with pytest.raises(UserError, match=r"size 8 must be between 16 and 1024"):
+        check(params.from_dict(raw | {"modality": {"image": {"size": 8}}}))
+
+
+def test_empty_models_and_out_of_range_values_are_rejected_by_the_types():
+    with pytest.raises(UserError, match="'models' is empty"):
+        repo_params({})
+    with pytest.raises(UserError, match=r"params 'models.p': episodes=-1 must be >= 0"):
+        repo_params({"p": {"method": "protonet", "episodes": -1}})
+    with pytest.raises(UserError, match=r"params 'curate': val_fraction=0.6 and test_fraction=0.5"):
+        repo_params(curate={"val_fraction": 0.6, "test_fraction": 0.5})
+    with pytest.raises(UserError, match=r"params 'train': .*val_every=0"):
+        repo_params(train={"val_every": 0})
+
+
+def test_a_models_key_that_a_shell_would_read_is_refused():
+    """dvc.yaml puts the key into `train@<key>`'s shell command: it must be a plain name."""
+    for key in ("x;touch /tmp/INJECTED;exit 0;", "a b", "$(id)", "`id`", "a|b", "../x"):
+        with pytest.raises(UserError, match=r"params 'models' key .* is not a valid name; expected "
+                                            "letters, digits, '_' and '-' only"):
+            repo_params({key: {"method": "protonet"}})
+    repo_params({"Proto-net_2": {"method": "protonet"}})
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"method": "protonet", "options": {"distance": "manhattan"}}, "distance 'manhattan' is not one of"),
+    ({"method": "siamese", "options": {"loss": "triplet"}}, "loss 'triplet' must be contrastive"),
+    ({"method": "siamese", "options": {"margin": 0}}, "margin 0.0 > 0"),
+    ({"method": "zero_shot", "options": {"dropout": 1.5}}, "dropout 1.5 in"),
+    ({"method": "multimodal", "options": {"image_weight": 1.0}}, "image_weight 1.0 must be in"),
+    ({"method": "conse", "options": {"top_k": 0}}, "top_k 0 must be in 1..1000"),
+])
+def test_every_methods_own_option_rules_run_in_check(options, message):
+    """`distance: manhattan` once passed check and failed in train@ after DVC deleted the model."""
+    with pytest.raises(UserError, match=rf"params 'models.m.options': .*{message}"):
+        check(repo_params({"m": options}))
+
+
+def test_no_train_stage_can_run_before_check_passed():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert stages["check"]["outs"] == [{"reports/check.json": {"cache": False, "persist": True}}]
+    assert "reports/check.json" in stages["train"]["do"]["deps"]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"method": "zero_shot", "head_dim": 0}, "zero-shot needs head_dim > 0"),
+    ({"method": "multimodal", "head_dim": 0}, "zero-shot needs head_dim > 0"),
+    ({"method": "conse", "backbone": "conv4"}, "conse needs a pretrained backbone"),
+])
+def test_entries_a_method_cannot_be_built_from_fail_in_check(entry, message):
+    with pytest.raises(UserError, match=rf"models.m: {message}"):
+        check(repo_params({"m": entry}))
+    check(repo_params({"m": {"method": "zero_shot", "head_dim": 0,
+                             "options": {"text_projection": False}}}))
+
+
+def test_the_check_stage_writes_its_stamp_only_for_valid_params(tmp_path, monkeypatch):
+    from fewshot.stages import check as stage
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    stage.main()
+    assert (tmp_path / "reports/check.json").read_text() == '{\n  "params.yaml": "valid"\n}\n'
+    (tmp_path / "reports/check.json").unlink()
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text() + "trian: {}\n")
+    with pytest.raises(SystemExit):
+        stage.main()
+    assert not Path("reports/check.json").exists()
