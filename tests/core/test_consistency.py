@@ -79,7 +79,9 @@ def test_a_models_key_that_a_shell_would_read_is_refused():
 @pytest.mark.parametrize("options, message", [
     ({"method": "protonet", "options": {"distance": "manhattan"}}, "distance 'manhattan' is not one of"),
     ({"method": "siamese", "options": {"loss": "triplet"}}, "loss 'triplet' must be contrastive"),
-    ({"method": "siamese", "options": {"margin": 0}}, "margin 0.0 > 0"),
+    ({"method": "siamese", "options": {"margin": 0}}, "margin 0.0 must be > 0"),
+    ({"method": "siamese", "options": {"loss": "binary", "margin": 1.0}},
+     "margin 1.0 applies to the contrastive loss only"),
     ({"method": "zero_shot", "options": {"dropout": 1.5}}, "dropout 1.5 in"),
     ({"method": "multimodal", "options": {"image_weight": 1.0}}, "image_weight 1.0 must be in"),
     ({"method": "conse", "options": {"top_k": 0}}, "top_k 0 must be in 1..1000"),
@@ -88,6 +90,13 @@ def test_every_methods_own_option_rules_run_in_check(options, message):
     """`distance: manhattan` once passed check and failed in train@ after DVC deleted the model."""
     with pytest.raises(UserError, match=rf"params 'models.m.options': .*{message}"):
         check(repo_params({"m": options}))
+
+
+def test_an_option_of_another_method_is_refused_not_ignored():
+    """zero_shot once took (and ignored) multimodal's image_weight."""
+    with pytest.raises(UserError, match=r"unknown params key 'models.z.options.image_weight'"):
+        check(repo_params({"z": {"method": "zero_shot", "options": {"image_weight": 0.3}}}))
+    check(repo_params({"m": {"method": "multimodal", "options": {"image_weight": 0.3}}}))
 
 
 def test_no_train_stage_can_run_before_check_passed():

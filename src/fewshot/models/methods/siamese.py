@@ -21,12 +21,18 @@ from fewshot.models.methods.base import Episode, FewShotMethod, Parts, projectio
 @dataclass(frozen=True)
 class SiameseOptions:
     loss: str = "contrastive"  # contrastive | binary
-    margin: float = 1.0        # contrastive: different pairs are pushed at least this far apart
+    margin: float | None = None  # contrastive only: different pairs are pushed this far apart (1.0)
 
     def __post_init__(self):
-        if self.loss not in ("contrastive", "binary") or self.margin <= 0:
-            raise UserError(f"siamese loss '{self.loss}' must be contrastive or binary and "
-                            f"margin {self.margin} > 0")
+        if self.loss not in ("contrastive", "binary"):
+            raise UserError(f"siamese loss '{self.loss}' must be contrastive or binary")
+        if self.loss == "binary" and self.margin is not None:
+            raise UserError(f"siamese margin {self.margin} applies to the contrastive loss only; "
+                            "remove it for loss: binary")
+        if self.loss == "contrastive":
+            object.__setattr__(self, "margin", 1.0 if self.margin is None else self.margin)
+            if self.margin <= 0:
+                raise UserError(f"siamese margin {self.margin} must be > 0")
 
 
 @METHODS.register("siamese")

@@ -26,12 +26,19 @@ class ZeroShotOptions:
     text_projection: bool = True  # false: keep the text space, map images into it (head_dim unused)
     dropout: float = 0.0        # on image features, in training
     hidden: int = 0             # image side: a hidden layer of this width (GELU) before the projection
-    image_weight: float = 0.5   # multimodal only: initial weight of image prototypes vs texts
 
     def __post_init__(self):
         if self.temperature <= 0 or not 0 <= self.dropout < 1 or self.hidden < 0:
             raise UserError(f"zero-shot temperature {self.temperature} must be > 0, dropout "
                             f"{self.dropout} in [0, 1) and hidden {self.hidden} >= 0")
+
+
+@dataclass(frozen=True)
+class MultimodalOptions(ZeroShotOptions):
+    image_weight: float = 0.5   # initial weight of the support prototypes vs the class texts
+
+    def __post_init__(self):
+        super().__post_init__()
         if not 0 < self.image_weight < 1:
             raise UserError(f"multimodal image_weight {self.image_weight} must be in (0, 1)")
 
@@ -107,7 +114,9 @@ class Multimodal(ZeroShot):
     zero-shot contrastive loss.
     """
 
-    def __init__(self, parts: Parts, options: ZeroShotOptions):
+    Options = MultimodalOptions
+
+    def __init__(self, parts: Parts, options: MultimodalOptions):
         super().__init__(parts, options)
         self.mix_logit = nn.Parameter(torch.logit(torch.tensor(options.image_weight)))
 
