@@ -81,7 +81,7 @@ def class_table(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def digest(items: pd.DataFrame) -> str:
-    """SHA-256 of what the curated data is: every item's id, class, split and image hash.
+    """SHA-256 of what the curated data is: every item's id, class, split and content hash.
 
     >>> frame = pd.DataFrame({"item_id": ["a/x"], "class_id": ["a"], "split": ["train"], "sha256": ["0f"]})
     >>> digest(frame)[:12]

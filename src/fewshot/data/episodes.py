@@ -1,6 +1,6 @@
 """Episodes: N-way K-shot tasks whose support and query items come from different groups.
 
-An episode table has one row per image: `episode_id, role (support|query), label (0..n_way-1),
+An episode table has one row per item: `episode_id, role (support|query), label (0..n_way-1),
 class_id, item_id`. Evaluation episodes are written once to files and read by every method;
 training episodes come from the same sampler on the fly.
 """

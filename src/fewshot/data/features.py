@@ -1,4 +1,4 @@
-"""Cached features of frozen backbones: computed once per (backbone, image), read by train and evaluate."""
+"""Cached features of frozen backbones: computed once per (backbone, item), read by train and evaluate."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ def save(path: Path, item_ids: list[str], sha256: list[str], features: torch.Ten
 
 
 def load_for(items: pd.DataFrame, backbone: str, folder: Path = paths.FEATURES) -> torch.Tensor:
-    """Features (len(items), D) in the order of `items`, checked against the images' hashes.
+    """Features (len(items), D) in the order of `items`, checked against the items' content hashes.
 
     Raises:
-        UserError: the backbone's features were not computed, or were computed on other images.
+        UserError: the backbone's features were not computed, or were computed on other items.
     """
     path = path_for(backbone, folder)
     if not path.exists():
@@ -40,6 +40,6 @@ def load_for(items: pd.DataFrame, backbone: str, folder: Path = paths.FEATURES) 
     rows = torch.tensor([row_of[item] for item in items["item_id"]])
     stale = [s for s, r in zip(items["sha256"], rows.tolist(), strict=True) if cached["sha256"][r] != s]
     if stale:
-        raise UserError(f"cached '{backbone}' features are stale for {len(stale)} images; "
+        raise UserError(f"cached '{backbone}' features are stale for {len(stale)} items; "
                         "re-run the embed stage")
     return cached["features"][rows]

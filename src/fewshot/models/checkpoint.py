@@ -22,7 +22,7 @@ def build(spec: params_lib.Model, on_features: bool, text_dim: int,
     """The method, and whether its backbone is frozen (then its features can be cached).
 
     With `on_features`, a frozen backbone is left out (an identity) and the method takes cached
-    features; otherwise it takes images.
+    features; otherwise it takes raw inputs of its modality.
 
     Raises:
         UserError: unknown method or backbone, or options the method does not have.
@@ -32,7 +32,7 @@ def build(spec: params_lib.Model, on_features: bool, text_dim: int,
     backbone = BACKBONES.create(spec.backbone)
     frozen = backbone.pretrained and spec.freeze
     if backbone.pretrained and not spec.freeze:
-        backbone.module.requires_grad_(True)  # fine-tuning: trained from pixels, features not cached
+        backbone.module.requires_grad_(True)  # fine-tuning: trained from raw inputs, features not cached
     body = torch.nn.Identity() if (on_features and frozen) else backbone.module
     parts = Parts(body, backbone.out_dim, spec.head_dim, text_dim, backbone.classifier, imagenet_text)
     return cls(parts, options), frozen

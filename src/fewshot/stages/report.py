@@ -168,7 +168,7 @@ def _latency_figure(results: dict) -> Path:
         upper = [b - a for a, b in zip(p50, p95, strict=True)]
         ax.errorbar(xs, p50, yerr=[[0] * len(p50), upper], fmt="none", ecolor="black", capsize=3)
     ax.set_xticks([i + 0.2 for i in range(len(names))], names, rotation=30, ha="right", fontsize=8)
-    ax.set(ylabel="milliseconds (bar p50, whisker p95)", title="Latency from pixels")
+    ax.set(ylabel="milliseconds (bar p50, whisker p95)", title="Latency from raw inputs")
     ax.legend(fontsize=8)
     return _save(fig, "latency")
 
@@ -199,7 +199,7 @@ def _markdown(results: dict, figures: dict[str, Path], data: str) -> str:
             f"{t['query_p50_ms']:.1f} / {t['query_p95_ms']:.1f} |")
     lines += ["", "The CI is 1.96 · std(ddof=1) / √episodes over per-episode accuracies; ECE uses "
               "15 equal-width bins pooled over all query predictions; the temperature T is fitted "
-              "by minimising NLL on the val episodes; latency is measured from decoded pixels "
+              "by minimising NLL on the val episodes; latency is measured from decoded raw inputs "
               "after warm-up episodes, one query at a time. \"trained\" gives training time; a "
               "model with no training is a baseline. zero_shot and baseline_conse never look at "
               "the support images.", ""]

@@ -21,7 +21,7 @@ from fewshot.core.errors import UserError
 
 @dataclass
 class Episode:
-    """One episode's inputs: images (N, 3, H, W) or cached backbone features (N, D)."""
+    """One episode's inputs: raw model inputs of its modality (N, ...) or cached backbone features (N, D)."""
 
     support: torch.Tensor
     support_labels: torch.Tensor  # (N_s,) in 0..n_way-1
