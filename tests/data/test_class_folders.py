@@ -85,3 +85,11 @@ def test_class_row_matches_the_folder_name_or_its_class_name(tmp_path):
     assert class_row(table, "digit 4")["description"] == "four"
     assert class_row(table, "red_apple")["description"] == "exact"
     assert class_row(table, "digit_5") == {}
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM; it was once read as a class name."""
+    path = tmp_path / "classes.csv"
+    path.write_bytes("\ufeffclass_name,description\r\ncat,a cat\r\n".encode())
+    table = read_class_table(path)
+    assert table["class_name"].tolist() == ["cat"] and table["description"].tolist() == ["a cat"]

@@ -40,11 +40,11 @@ def test_round_trip_returns_rows_in_the_order_of_the_items(cache):
 
 
 def test_stale_cache_is_refused(cache):
-    """An item whose image hash changed since its features were cached: refuse, naming the backbone
-    and how many images, and say to re-run embed."""
+    """Items whose content hash changed since their features were cached: refuse, naming the
+    backbone and how many items, and say to re-run embed."""
     folder, _ = cache
     items = _items(["a", "b", "c"], ["sha-a", "sha-b-edited", "sha-c-edited"])
-    with pytest.raises(UserError, match=rf"cached '{BACKBONE}' features are stale for 2 images; "
+    with pytest.raises(UserError, match=rf"cached '{BACKBONE}' features are stale for 2 items; "
                                         "re-run the embed stage"):
         features.load_for(items, BACKBONE, folder=folder)
 

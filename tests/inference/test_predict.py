@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from fewshot.core.errors import UserError
+from fewshot.data.class_folders import read_class_table
 from fewshot.data.text import TextEncoder
 from fewshot.inference import trained as inference
 from fewshot.inference.predict import UNKNOWN, _format, predict
@@ -24,7 +25,7 @@ from fewshot.modalities import image as images
 from fewshot.modalities.image import read_image
 from fewshot.models import checkpoint
 from fewshot.tools.shapes import make_image_folder
-from tests.conftest import save_model
+from tests.conftest import ROOT, save_model
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_support_folder_answers_every_query_with_calibrated_probabilities(setup,
     support = from_folder(trained, setup["support"], encoder=encoder)
     assert support.classes == [f"class {c:02d}" for c in range(4)]  # as ingest names them
     assert support.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3] and len(support.items) == 8
-    assert support.descriptions[1] == "shape number 1"  # from the folder's classes.csv
+    assert support.descriptions[1] == "a blue square"  # from the folder's classes.csv
     answers = predict(trained, support, setup["files"])
     assert len(answers) == 4
     for answer in answers:
@@ -256,3 +257,44 @@ def test_class_names_from_a_classes_file_are_read_as_ingest_reads_folders(setup,
     zero = inference.load(str(save_model(setup["tmp"] / "zs", method="zero_shot")))
     names = from_classes(zero, setup["tmp"] / "names.csv", encoder=encoder)
     assert names.classes == ["digit 4", "red apple"] and names.descriptions == ["a four", ""]
+
+
+def test_class_texts_use_every_field_the_model_was_trained_with(tmp_path, encoder):
+    """Support sets once blanked category/subcategory, which training's templates had filled in."""
+    from fewshot.data.text import class_embeddings
+    from fewshot.inference.support import text_embeddings
+
+    templates = ["{name}", "an icon showing {name}, category {category}"]
+    (tmp_path / "classes.csv").write_text("class_name,description,category\ncat,,animals\ndog,,animals\n")
+    table = read_class_table(tmp_path / "classes.csv")
+    ours = text_embeddings(table, templates, encoder)
+    assert torch.allclose(ours, class_embeddings(encoder, table, templates)[0])
+    blanked = text_embeddings(table.assign(category=""), templates, encoder)
+    assert not torch.allclose(ours, blanked, atol=1e-3)
+
+
+def test_the_model_artefact_not_params_yaml_decides_how_queries_are_read(tmp_path, monkeypatch):
+    """A params.yaml in the current directory saying 64 px changes nothing: the model says 48."""
+    path = save_model(tmp_path / "m", size=48, templates=["{name}"])
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    trained = inference.load(str(path))
+    assert trained.settings.size == 48 and trained.templates == ["{name}"]
+    Image.new("RGB", (100, 60), "red").save(tmp_path / "q.png")
+    raw, ok, errors = trained.read([tmp_path / "q.png", tmp_path / "missing.png"])
+    assert raw.shape == (1, 3, 48, 48) and ok == [0] and "missing.png" in errors[1]
+    assert trained.provenance["settings"] == {"size": 48} and trained.temperature == 1.0
+
+
+def test_the_fitted_temperature_applies_only_to_the_checkpoint_it_was_fitted_for(tmp_path):
+    from fewshot.core import paths
+    from fewshot.core.fileio import sha256_file, write_json
+
+    path = save_model(tmp_path / "protonet")
+    calibration = paths.calibration_file(path)
+    assert calibration == tmp_path / "protonet.calibration.json"
+    write_json(calibration, {"model_sha256": sha256_file(path), "temperature": 2.5})
+    assert inference.load(str(path)).temperature == 2.5
+    write_json(calibration, {"model_sha256": "0" * 64, "temperature": 2.5})  # another checkpoint's
+    assert inference.load(str(path)).temperature == 1.0
+    assert inference.load(str(path), temperature=0.5).temperature == 0.5

@@ -61,10 +61,10 @@ def read_class_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"classes file '{path}' does not exist; expected a CSV with a class_name "
                         "column (and optionally description) or one class name per line")
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Excel's "CSV UTF-8") is not text
     first = text.splitlines()[0].strip() if text.strip() else ""
     if first.split(",")[0].strip() == "class_name":
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     else:
         table = pd.DataFrame({"class_name": [line.strip() for line in text.splitlines() if line.strip()]})
     for column in FIELDS:
