@@ -15,7 +15,7 @@ from scipy import stats
 
 from fewshot.core.errors import UserError
 from fewshot.evaluation import gate, metrics
-from tests.conftest import plant_drop, repo_params
+from tests.conftest import ROOT, plant_drop, repo_params
 
 GATE = repo_params().gate  # the repository's tolerances
 
@@ -126,7 +126,7 @@ def test_command_against_a_git_revision_and_a_snapshot_file(tmp_path):
     git("init", "-q", "-b", "main")
     git("config", "user.email", "t@example.com")
     git("config", "user.name", "T")
-    (tmp_path / "params.yaml").write_text("gate: {accuracy_drop: 0.01}\n")
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     base = results()
     write_reports(tmp_path, "protonet", base)
     git("add", "-A")

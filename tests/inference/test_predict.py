@@ -134,7 +134,7 @@ def test_bad_support_folders_are_one_line_errors(setup, encoder):
     with pytest.raises(UserError, match="class folder '.*class_09' is empty"):
         from_folder(trained, folder, encoder=encoder)
     (folder / "class_09" / "broken.png").write_text("broken")
-    with pytest.raises(UserError, match=r"\['class_09'\] hold no readable image"):
+    with pytest.raises(UserError, match=r"\['class_09'\] hold no readable example"):
         from_folder(trained, folder, encoder=encoder)
     (folder / "class_09" / "broken.png").unlink()
     (folder / "class_09").rmdir()
@@ -153,7 +153,7 @@ def test_zero_shot_from_class_names_and_a_support_method_refuses_them(setup, enc
     answers = predict(zero, names, setup["files"])
     assert all(a["label"] in names.classes for a in answers)
     proto = setup["trained"]
-    with pytest.raises(UserError, match="needs example images of every class: give --support DIR"):
+    with pytest.raises(UserError, match="needs examples of every class: give --support DIR"):
         predict(proto, from_classes(proto, setup["tmp"] / "names.txt", encoder=encoder), setup["files"])
 
 
