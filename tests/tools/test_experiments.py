@@ -1,14 +1,14 @@
 """Presets and sweeps under pipelines/ turn into valid `dvc exp run -S` overrides."""
 
-from pathlib import Path
 
 import pytest
 import yaml
 
 from fewshot.core.errors import UserError
 from fewshot.tools import experiments
+from tests.conftest import ROOT
 
-PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+PIPELINES = ROOT / "pipelines"
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in PIPELINES.glob("*.yaml")
