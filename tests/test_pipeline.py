@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from fewshot.core import params as params_lib
 from fewshot.data.episodes import file_hash
 from fewshot.tools.shapes import make_image_folder
 from tests.conftest import ROOT, git_dvc_project, plant_drop, project_env, sh, smoke_params
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    folder = make_image_folder(tmp / "user_images", n_classes=12, per_class=4)
+    folder = make_image_folder(tmp / "user_images", n_classes=24, per_class=4)
     params = smoke_params()
     params["data"]["folder"] = str(folder)
     env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
@@ -70,18 +71,24 @@ def test_repro_runs_every_stage_and_writes_complete_metrics(project):
     assert f"Data: **image_folder** (folder `{project['folder']}`)" in report
     assert not (project["repo"] / "docs/results").exists()
     warnings = json.loads((project["repo"] / "reports/metrics/zero_shot.json").read_text())["warnings"]
-    assert any("train_n_way=64 exceeds the 6 training classes; trained 6-way" in w for w in warnings)
+    assert any("train_n_way=64 exceeds the 12 training classes; trained 12-way" in w for w in warnings)
     assert "## Warnings" in report and "train_n_way=64 exceeds" in report
     assert all((project["repo"] / f"reports/figures/{f}.png").stat().st_size > 1000
                for f in ("accuracy", "reliability", "episode_accuracy", "latency"))
 
 
-def test_every_model_learns_it_beats_chance_by_a_margin(project):
-    """3-way smoke episodes: chance is 1/3. Every model, zero-shot included (the shapes' texts say
-    what they show), must clear it by 0.15 with its whole 95% CI; the trained protonet must also beat
-    what its untrained state scored on the val episodes (logged at step 0) or keep that state."""
+def test_every_trained_model_learns_it_beats_chance_by_a_margin(project):
+    """3-way smoke episodes: chance is 1/3. Every trained model (episodes > 0), zero-shot included
+    (the shapes' texts say what they show, in combinations unseen in training), must clear it by 0.15
+    with its whole 95% CI (measured: lowest zero_shot 0.59 ± 0.03). ConSE, an untrained baseline, is
+    at chance on drawn shapes (ImageNet names do not describe them): not asserted. The protonet's
+    kept state is the best of its val checks, never worse than its untrained state (step 0);
+    tests/models/test_training.py asserts that training beats the untrained state by a margin."""
     chance, margin = 1 / 3, 0.15
-    for model in MODELS:
+    entries = params_lib.from_dict(yaml.safe_load((project["repo"] / "params.yaml").read_text())).models
+    trained = [name for name, entry in entries.items() if entry.episodes > 0]
+    assert {"protonet", "siamese", "zero_shot", "multimodal"} <= set(trained)
+    for model in trained:
         metrics = json.loads((project["repo"] / f"reports/metrics/{model}.json").read_text())
         assert metrics["accuracy"] - metrics["accuracy_ci95"] > chance + margin, (model, metrics["accuracy"])
     runs = runs_by_stage(project["uri"])
@@ -176,7 +183,7 @@ def test_impossible_n_way_is_one_line_and_writes_nothing(project):
     done = sh([sys.executable, "-m", "fewshot.stages.episodes"], bad, env, check=False)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: n_way=10 is larger than the 3 classes of split 'val'"]
+        "error: n_way=10 is larger than the 6 classes of split 'val'"]
     assert file_hash(bad / "data/episodes/test.parquet") == before
 
 
