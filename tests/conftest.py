@@ -145,3 +145,35 @@ def save_model(folder: Path, method: str = "protonet", backbone: str = "efficien
     record = checkpoint.inference_record("image", {"size": size}, backbone, templates or TEMPLATES)
     checkpoint.save(path, built, entry, 384, frozen, {"best_step": 1, "inference": record})
     return path
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory):
+    """The smoke pipeline, run once per test session by a real `dvc repro` in a temporary git
+    repository (the repository's dvc.yaml and params.yaml with the smoke preset, on a generated
+    image folder; MLflow in a temporary sqlite store). Tests that change it restore it."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    folder = make_image_folder(tmp / "user_images", n_classes=24, per_class=4)
+    params = smoke_params()
+    params["data"]["folder"] = str(folder)
+    env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
+    repo = git_dvc_project(tmp / "repo", params, env)
+    first = sh(["dvc", "repro"], repo, env)
+    if os.environ.get("FEWSHOT_SMOKE_SNAPSHOT"):  # .ci/run: compared with its own clean smoke run
+        sh([sys.executable, "-m", "fewshot.gate", "snapshot", os.environ["FEWSHOT_SMOKE_SNAPSHOT"]],
+           repo, env)
+    return {"repo": repo, "env": env, "uri": env["MLFLOW_TRACKING_URI"], "first": first,
+            "folder": folder}
+
+
+def runs_by_stage(uri: str) -> dict[str, list]:
+    """The MLflow runs of experiment `fewshot`, by their `stage` tag."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("fewshot")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    grouped: dict[str, list] = {}
+    for run in runs:
+        grouped.setdefault(run.data.tags["stage"], []).append(run)
+    return grouped
