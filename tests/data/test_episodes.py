@@ -62,3 +62,16 @@ def test_iter_episodes_splits_support_and_query():
     pairs = list(episodes.iter_episodes(table))
     assert len(pairs) == 3
     assert all(len(s) == 3 and len(q) == 6 for s, q in pairs)
+
+
+def test_support_and_query_come_from_different_groups_when_a_group_holds_several_items():
+    """Item ids `class/group/<k>`: several items of a class in one group never meet in an episode."""
+    rows = [{"item_id": f"c{c}/g{g}/{k}", "class_id": f"c{c}", "group": f"g{g}"}
+            for c in range(5) for g in range(3) for k in range(4)]
+    items = pd.DataFrame(rows)
+    group_of = dict(zip(items["item_id"], items["group"], strict=True))
+    sampler = episodes.EpisodeSampler(items, episodes.EpisodeSpec(n_way=3, n_shot=1, n_query=2), "val")
+    table = episodes.sample_table(sampler, 50, seed=3)
+    for _, rows_ in table.groupby(["episode_id", "class_id"]):
+        groups = [group_of[i] for i in rows_["item_id"]]
+        assert len(set(groups)) == len(groups) == 3

@@ -22,7 +22,7 @@ def test_image_folder_manifest_has_one_row_per_image_with_descriptions(image_fol
     manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(image_folder))
     assert list(manifest.columns) == MANIFEST_COLUMNS
     assert len(manifest) == 48 and manifest["class_id"].nunique() == 12
-    assert manifest.loc[0, "description"] == "a red circle"
+    assert manifest.loc[0, "description"] == "a large red circle"
     assert all((tmp_path / "raw" / p).exists() for p in manifest["path"])
 
 

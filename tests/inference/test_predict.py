@@ -44,7 +44,7 @@ def test_support_folder_answers_every_query_with_calibrated_probabilities(setup,
     support = from_folder(trained, setup["support"], encoder=encoder)
     assert support.classes == [f"class {c:02d}" for c in range(4)]  # as ingest names them
     assert support.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3] and len(support.items) == 8
-    assert support.descriptions[1] == "a blue square"  # from the folder's classes.csv
+    assert support.descriptions[1] == "a large blue square"  # from the folder's classes.csv
     answers = predict(trained, support, setup["files"])
     assert len(answers) == 4
     for answer in answers:

@@ -53,7 +53,8 @@ def test_a_model_file_that_is_not_a_checkpoint_is_one_line(tmp_path):
 
 
 def test_the_model_artefact_not_params_yaml_decides_how_queries_are_read(tmp_path, monkeypatch):
-    """A params.yaml in the current directory saying 64 px changes nothing: the model says 48."""
+    """The repository's params.yaml (128 px, its templates) in the current directory changes
+    nothing: the model says 48 px and one template."""
     path = save_model(tmp_path / "m", size=48, templates=["{name}"])
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     monkeypatch.chdir(tmp_path)

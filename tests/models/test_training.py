@@ -60,7 +60,7 @@ def setup(tmp_path, monkeypatch):
     classes = pd.DataFrame({"class_id": sorted(items["class_id"].unique())})
     text.save(tmp_path / "text.safetensors", classes, torch.randn(len(classes), TEXT_DIM),
               ["x"] * len(classes), torch.zeros(1, TEXT_DIM), ["{name}"])
-    inputs = ItemInputs(items, BACKBONE, True, TextFeatures(tmp_path / "text.safetensors"))
+    inputs = ItemInputs(items, BACKBONE, True, TextFeatures(tmp_path / "text.safetensors"), None)
     is_train = items["class_id"] < f"c{TRAIN_CLASSES:02d}"
     sampler = EpisodeSampler(items[is_train], EpisodeSpec(10, 1, 2), "train")
     val_table = sample_table(EpisodeSampler(items[~is_train], EpisodeSpec(N_WAY, 1, 2), "val"), 40, seed=1)

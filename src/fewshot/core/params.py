@@ -130,7 +130,11 @@ class Gate:
     latency_min_ms: float    # ... and by more than this many ms
 
     def __post_init__(self):
-        _require(0 < self.confidence < 1, f"confidence={self.confidence} must be in (0, 1)")
+        _require(0 < self.confidence < 1 and min(self.accuracy_drop, self.ece_increase,
+                                                  self.latency_min_ms) >= 0 and self.latency_ratio >= 1,
+                 f"confidence={self.confidence} must be in (0, 1), accuracy_drop={self.accuracy_drop}, "
+                 f"ece_increase={self.ece_increase} and latency_min_ms={self.latency_min_ms} >= 0, "
+                 f"latency_ratio={self.latency_ratio} >= 1")
 
 
 @dataclass(frozen=True)

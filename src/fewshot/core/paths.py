@@ -36,5 +36,6 @@ def calibration_file(model: Path) -> Path:
 
 
 def results_doc(n_way: int, n_shot: int) -> Path:
-    """The pipeline-generated results page of one episode setting (an `out` of the report stage)."""
+    """The pipeline-generated results page of one episode setting (written by the report stage with
+    the default data; committed, not a DVC output)."""
     return Path("docs/results") / f"{n_way}way-{n_shot}shot.md"

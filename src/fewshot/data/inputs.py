@@ -17,7 +17,7 @@ class ItemInputs:
     `modality`), and the cached text embedding of each class."""
 
     def __init__(self, items: pd.DataFrame, backbone: str, on_features: bool, text: TextFeatures,
-                 modality: Modality | None = None):
+                 modality: Modality):
         if on_features:
             self.tensor = features.load_for(items, backbone)
         else:

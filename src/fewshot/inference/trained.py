@@ -20,6 +20,7 @@ import torch
 from fewshot.core import paths
 from fewshot.core.errors import UserError
 from fewshot.core.fileio import sha256_file
+from fewshot.data.class_folders import files_of
 from fewshot.modalities import Modality, modality_of
 from fewshot.models import checkpoint
 from fewshot.models.backbones import BACKBONES, embed
@@ -140,7 +141,7 @@ def _raise_if_inputs_changed(path: Path, now: dict, recorded: dict) -> None:
 def query_files(target: Path) -> list[Path]:
     """A file, or every file of a folder (sorted, not recursive)."""
     if target.is_dir():
-        return sorted(p for p in target.iterdir() if p.is_file() and not p.name.startswith("."))
+        return files_of(target)
     if not target.exists():
         raise UserError(f"query '{target}' does not exist; expected a file or a folder")
     return [target]

@@ -41,7 +41,9 @@ def build(spec: params_lib.Model, on_features: bool, text_dim: int,
 def save(path: Path, method: FewShotMethod, spec: params_lib.Model, text_dim: int, frozen: bool,
          info: dict) -> None:
     """Write the trainable state (not a frozen backbone, which its wheel provides), the entry it
-    was built from and `info` (provenance, and what inference needs)."""
+    was built from with every option resolved (so a later change of an option's default in code
+    cannot change a saved model), and `info` (provenance, and what inference needs)."""
+    spec = dataclasses.replace(spec, options=asdict(method.options))
     state = {k: v for k, v in method.state_dict().items() if not (frozen and k.startswith("backbone."))}
     with atomic_path(path) as tmp:
         torch.save({"spec": asdict(spec) | {"text_dim": text_dim}, "state": state, "info": info}, tmp)

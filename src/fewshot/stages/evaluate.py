@@ -55,10 +55,10 @@ def main() -> None:
             "episodes_hash": test_hash}
     with stage_run(f"evaluate@{name}", params.tracking.experiment, tags) as run:
         run.log_params(params_lib.section(params, "seed", "n_way", "n_shot", "n_query", "evaluate"))
-        results = score(method, ItemInputs(test_items, backbone, frozen, text), table)
+        results = score(method, ItemInputs(test_items, backbone, frozen, text, modality), table)
         summary, records, reliability = summarise(results, params.evaluate.ece_bins)
         val_items = items[items["split"] == "val"].reset_index(drop=True)
-        val_results = score(method, ItemInputs(val_items, backbone, frozen, text), val_table)
+        val_results = score(method, ItemInputs(val_items, backbone, frozen, text, modality), val_table)
         after, reliability_after = calibrated(val_results, results, params.evaluate.ece_bins)
         summary |= after
         raw_method, _ = checkpoint.load(model_file, on_features=False)

@@ -2,7 +2,8 @@
 
 Usage: python -m fewshot.stages.train MODEL  (run by `dvc repro` as train@MODEL; MODEL is a key of
 params `models`, e.g. protonet, siamese, zero_shot)
-Params: seed, n_way, n_shot, n_query, train.*, model_defaults, models.MODEL
+Params: seed, n_shot, n_query, train.*, model_defaults, models.MODEL (training episodes are
+models.MODEL.train_n_way-way; n_way is the evaluation's)
 Reads: data/curated (items, classes, modality), data/features (cached features and class texts),
 data/episodes/val.parquet (model selection; the test episodes are never read here).
 Writes: data/models/<model>/model.pt, self-contained: trainable state, the `models` entry, and what
@@ -51,7 +52,7 @@ def main() -> None:
     items = pd.read_parquet(paths.ITEMS)
     modality, settings = curation.curated_kind()
     train_items = items[items["split"].isin(["train", "val"])].reset_index(drop=True)
-    inputs = ItemInputs(train_items, entry.backbone, frozen, text)
+    inputs = ItemInputs(train_items, entry.backbone, frozen, text, modality)
     n_train_classes = items.loc[items.split == "train", "class_id"].nunique()
     n_way = min(entry.train_n_way, n_train_classes)
     warnings = [] if n_way == entry.train_n_way else [
@@ -67,7 +68,7 @@ def main() -> None:
     val_table = full_val[full_val["episode_id"] < cfg.val_episodes]
     tags = {"model": name, "method": entry.method, "backbone": entry.backbone,
             "val_episodes_hash": val_hash}
-    logged = params_lib.section(params, "seed", "n_way", "n_shot", "n_query", "train", f"models.{name}")
+    logged = params_lib.section(params, "seed", "n_shot", "n_query", "train", f"models.{name}")
     with stage_run(f"train@{name}", params.tracking.experiment, tags) as run:
         run.log_params(logged)
         started = time.perf_counter()
