@@ -41,7 +41,7 @@ def test_stages_log_runs_and_artifacts_to_a_real_server(tmp_path, image_folder):
         runs = {r.data.tags["stage"]: r for r in client.search_runs([experiment.experiment_id])}
         assert set(runs) == {"ingest", "curate"}
         assert all(r.info.status == "FINISHED" for r in runs.values())
-        assert runs["ingest"].data.metrics["images"] == 48
+        assert runs["ingest"].data.metrics["items"] == 48
         logged = [a.path for a in client.list_artifacts(runs["curate"].info.run_id)]
         assert logged, "curate's validation report should reach the server's artifact store"
         assert not (project / "mlflow.db").exists() and not (project / "mlruns").exists()
