@@ -35,8 +35,9 @@ def test_every_source_names_a_known_modality():
     from fewshot.modalities import MODALITIES
 
     assert {name: SOURCES.get(name).modality for name in SOURCES.names()} == {
-        "emoji": "image", "image_folder": "image"}
-    assert set(MODALITIES.names()) >= {"image"}
+        "emoji": "image", "image_folder": "image", "plasticc": "light_curve",
+        "time_series_folder": "light_curve"}
+    assert set(MODALITIES.names()) == {"image", "light_curve"}
 
 
 def test_empty_class_folder_is_named(image_folder, tmp_path):
@@ -52,7 +53,8 @@ def test_corrupt_image_is_named(image_folder, tmp_path):
 
 
 def test_unknown_source_lists_valid_names():
-    with pytest.raises(UserError, match="unknown data source 'flickr'; valid names: emoji, image_folder"):
+    with pytest.raises(UserError, match="unknown data source 'flickr'; valid names: emoji, image_folder, "
+                       "plasticc, time_series_folder"):
         SOURCES.get("flickr")
 
 

@@ -45,8 +45,34 @@ def _image_corrupt(folder: Path) -> Path:
     return path
 
 
+def _light_curve_samples(folder: Path) -> list[Path]:
+    """Unsorted rows, bands by name and by index, a single-band file without a band column, an
+    extra `detected` column and padded cells, and a series longer than max_points."""
+    rng = np.random.default_rng(0)
+    (folder / "unsorted.csv").write_text(
+        "time,band,flux,flux_err\n" + "\n".join(
+            f"{t:.3f},{'ugrizy'[i % 6]},{f:.3f},1.5" for i, (t, f) in
+            enumerate(zip(rng.uniform(0, 300, 40), rng.normal(50, 20, 40), strict=True))) + "\n")
+    (folder / "indices.csv").write_text(
+        "time, band, flux, flux_err, detected\n" + "\n".join(
+            f"{t:.2f}, {i % 3}, {-f:.2f}, 0.5, {i % 2}" for i, (t, f) in
+            enumerate(zip(np.arange(30) * 2.5, rng.normal(5, 2, 30), strict=True))) + "\n")
+    (folder / "single_band.csv").write_text(
+        "time,flux,flux_err\n" + "".join(f"{t},{np.sin(t / 5):.4f},0.1\n" for t in range(25)))
+    (folder / "long.csv").write_text(
+        "time,band,flux,flux_err\n" + "".join(f"{t / 2},r,{t % 7},1\n" for t in range(900)))
+    return sorted(folder.glob("*.csv"))
+
+
+def _light_curve_corrupt(folder: Path) -> Path:
+    path = folder / "no_errors.csv"
+    path.write_text("time,band,flux\n1,g,2\n2,g,3\n")
+    return path
+
+
 # Per modality: (sample raw files, one corrupt raw file), written into a folder.
-SAMPLES = {"image": (_image_samples, _image_corrupt)}
+SAMPLES = {"image": (_image_samples, _image_corrupt),
+           "light_curve": (_light_curve_samples, _light_curve_corrupt)}
 NAMES = MODALITIES.names()
 
 
@@ -87,13 +113,15 @@ def test_samples_are_not_trivial(kind, tmp_path):
     assert all(not torch.equal(a, b) for i, a in enumerate(inputs) for b in inputs[i + 1 :])
 
 
-def test_blank_is_a_batch_of_one_shaped_like_read(kind, tmp_path):
+def test_blank_is_a_batch_of_one_that_collates_with_read(kind, tmp_path):
     modality, settings = kind
     path = SAMPLES[modality.name][0](tmp_path)[0]
     one = np.asarray(modality.read(path, settings))
     blank = np.asarray(modality.blank(settings))
-    assert blank.shape == (1, *one.shape) and blank.dtype == one.dtype
-    assert modality.decode([modality.store(path, settings)] * 2).shape == (2, *one.shape)
+    assert blank.shape[0] == 1 and blank.shape[2:] == one.shape[1:] and blank.dtype == one.dtype
+    assert modality.collate([one, blank[0]]).shape[0] == 2
+    twice = modality.decode([modality.store(path, settings)] * 2)
+    assert np.array_equal(twice.numpy(), modality.collate([one, one]))
 
 
 def test_columns_are_the_ones_its_expectations_check(kind, tmp_path):

@@ -26,7 +26,8 @@ def check(params) -> None:
     if modality.name not in params.modality:
         raise UserError(f"params 'modality' lacks '{modality.name}', the kind of data source "
                         f"'{params.data.source}' gives; add its settings (docs/data.md)")
-    modality.settings(params.modality[modality.name])
+    for kind, settings in params.modality.items():
+        modality_of(kind).settings(settings)
     for name in params.embed.backbones:
         backbone = BACKBONES.get(name)
         _raise_if_other_modality(f"embed.backbones lists '{name}'", name, modality.name)

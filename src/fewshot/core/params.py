@@ -36,11 +36,15 @@ class Curate:
     min_groups: int  # keep classes with items in at least this many groups
     val_fraction: float
     test_fraction: float
+    test_classes: list[str]  # the test split's class ids; empty: test_fraction of the classes
+    val_split: str   # classes (class-disjoint val) | groups (held-out groups of the training classes)
     split_seed: int
 
     def __post_init__(self):
         _require(self.min_groups >= 2, f"min_groups={self.min_groups} must be >= 2 (support and "
                  "query come from different groups)")
+        _require(self.val_split in ("classes", "groups"),
+                 f"val_split '{self.val_split}' must be classes or groups")
         _require(self.val_fraction > 0 and self.test_fraction > 0
                  and self.val_fraction + self.test_fraction < 1,
                  f"val_fraction={self.val_fraction} and test_fraction={self.test_fraction} must be "

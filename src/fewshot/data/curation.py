@@ -57,21 +57,45 @@ def keep_classes_with_groups(items: pd.DataFrame, min_groups: int) -> pd.DataFra
 
 
 def assign_splits(class_ids: list[str], val_fraction: float, test_fraction: float,
-                  seed: int) -> dict[str, str]:
-    """Class-disjoint splits: a seeded permutation of the sorted class ids, cut by fractions.
+                  seed: int, test_classes: list[str] | None = None) -> dict[str, str]:
+    """Class-disjoint splits: a seeded permutation of the sorted class ids, cut by fractions;
+    `test_classes`, when given, are the test split (then the val fraction is of the others).
 
     >>> s = assign_splits(list("abcdefghij"), 0.2, 0.3, seed=0)
     >>> sorted(s.values()).count("test"), sorted(s.values()).count("val")
     (3, 2)
+    >>> sorted(k for k, v in assign_splits(list("abcde"), 0.25, 0.5, 0, test_classes=["e"]).items() if v != "train")
+    ['c', 'e']
     """
-    ordered = sorted(class_ids)
+    ordered = sorted(set(class_ids) - set(test_classes or []))
     order = np.random.default_rng(seed).permutation(len(ordered))
-    n_test = round(test_fraction * len(ordered))
-    n_val = round(val_fraction * len(ordered))
-    split_of = {}
+    if test_classes:
+        n_test, n_val = 0, round(val_fraction * len(ordered))
+    else:
+        n_test, n_val = round(test_fraction * len(ordered)), round(val_fraction * len(ordered))
+    split_of = {class_id: "test" for class_id in test_classes or []}
     for rank, index in enumerate(order):
         split_of[ordered[index]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
     return split_of
+
+
+def hold_out_groups(items: pd.DataFrame, fraction: float, seed: int) -> pd.Series:
+    """Validation by held-out groups: `fraction` of each training class's groups (at least one) moves
+    to `val`; the classes stay the training classes. Returns the new split column.
+
+    >>> frame = pd.DataFrame({"class_id": list("aaaab"), "group": list("wxyzw"), "split": ["train"] * 4 + ["test"]})
+    >>> hold_out_groups(frame, 0.5, seed=0).tolist()
+    ['train', 'train', 'val', 'val', 'test']
+    """
+    rng = np.random.default_rng(seed)
+    held = set()
+    training = items[items["split"] == "train"]
+    for class_id, rows in training.groupby("class_id", sort=True):
+        groups = sorted(rows["group"].unique())
+        n = max(1, round(fraction * len(groups)))
+        held |= {(class_id, groups[i]) for i in rng.choice(len(groups), size=n, replace=False)}
+    moved = [(c, g) in held for c, g in zip(items["class_id"], items["group"], strict=True)]
+    return items["split"].where(~pd.Series(moved, index=items.index), "val")
 
 
 def class_table(items: pd.DataFrame) -> pd.DataFrame:

@@ -43,6 +43,7 @@ class EpisodeSampler:
             for class_id, rows in items.groupby("class_id", sort=True)
         }
         self._classes = sorted(self._groups)
+        self.item_ids = sorted(items["item_id"])
         self._raise_if_infeasible(split)
 
     def _raise_if_infeasible(self, split: str) -> None:

@@ -30,8 +30,12 @@ class ItemInputs:
         return Episode(self._take(support), _labels(support), self._take(query), _labels(query),
                        self.text.features[self.text.rows(classes)])
 
+    def of(self, item_ids: list[str]) -> torch.Tensor:
+        """The model inputs of these items, in this order."""
+        return self.tensor[[self._row[i] for i in item_ids]]
+
     def _take(self, rows: pd.DataFrame) -> torch.Tensor:
-        return self.tensor[[self._row[i] for i in rows["item_id"]]]
+        return self.of(list(rows["item_id"]))
 
 
 def _labels(rows: pd.DataFrame) -> torch.Tensor:

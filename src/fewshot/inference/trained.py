@@ -67,7 +67,7 @@ class Trained:
                 ok.append(index)
             except UserError as err:
                 errors[index] = str(err)
-        stacked = np.stack(inputs) if inputs else self.modality.blank(self.settings)[:0]
+        stacked = self.modality.collate(inputs) if inputs else self.modality.blank(self.settings)[:0]
         return stacked, ok, errors
 
     @torch.no_grad()

@@ -7,8 +7,8 @@ logits. An entry of `MODALITIES` says:
   batch of model inputs (`decode`), with the expectations stored items must meet (`columns`,
   `expectations`: Great Expectations rules on per-item derived columns);
 - how a user's raw file becomes one model input at inference (`read`: fewshot-predict, serving,
-  latency from raw inputs) and what a neutral input looks like (`blank`, for probing a support
-  set);
+  latency from raw inputs), how several become a batch (`collate`), and what a neutral input
+  looks like (`blank`, for probing a support set);
 - which files it reads (`suffixes`) and what the serving interface accepts (`payload`);
 - its settings (`Settings`, from params `modality.<name>`), recorded in every trained model.
 Encoders say which modality they take (`fewshot.models.backbones.Backbone.modality`).
@@ -72,7 +72,11 @@ class Modality(abc.ABC):
 
     @abc.abstractmethod
     def blank(self, settings) -> np.ndarray:
-        """A batch of one neutral input, shaped as `read` returns (with a leading axis)."""
+        """A batch of one neutral input, as `collate([one input of read])` is."""
+
+    def collate(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """Inputs of `read` -> one batch (N, ...) (light curves of different lengths are padded)."""
+        return np.stack(inputs)
 
     @abc.abstractmethod
     def verify(self, path: Path) -> None:
@@ -83,4 +87,4 @@ def modality_of(name: str) -> Modality:
     return MODALITIES.create(name)
 
 
-from fewshot.modalities import image  # noqa: E402,F401  (registers the modalities)
+from fewshot.modalities import image, light_curve  # noqa: E402,F401  (registers the modalities)

@@ -28,11 +28,13 @@ class TrainConfig:
 def train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.EpisodeSampler,
           cfg: TrainConfig, val_table: pd.DataFrame, seed: int,
           log: Callable[[dict, int], None]) -> tuple[dict, float, int]:
-    """Train on sampled episodes; keep the state with the best val-episode accuracy.
+    """Let the method observe the training items, train on sampled episodes; keep the state with
+    the best val-episode accuracy.
 
     Returns:
         (best state dict, its val accuracy, the episode it was reached at; 0 = untrained).
     """
+    method.observe(lambda: inputs.of(sampler.item_ids))
     best_acc, best_step = mean_accuracy(score(method, inputs, val_table)), 0
     best_state = copy.deepcopy(method.state_dict())
     log({"val_accuracy": best_acc}, 0)

@@ -1,7 +1,8 @@
 """Stage `curate`: raw files -> validated items and class tables with class-disjoint splits.
 
 Usage: python -m fewshot.stages.curate        (run by `dvc repro`, from the repository root)
-Params: curate.min_groups, val_fraction, test_fraction, split_seed; modality.<kind of the data>
+Params: curate.min_groups, val_fraction, test_fraction, test_classes, val_split, split_seed;
+modality.<kind of the data>
 Reads: data/raw/ (manifest.csv, source.json). Writes: data/curated/{items,classes}.parquet and
 modality.json (the kind of data and its settings), reports/metrics/curate.json (gate
 summary, counts, and a digest of the curated data that the report names),
@@ -48,11 +49,15 @@ def main() -> None:
                   f"curate.min_groups={cfg.min_groups} groups")
         if items.empty:
             raise UserError(f"no class has items in curate.min_groups={cfg.min_groups} groups; lower it")
+        _raise_if_unknown_test_classes(cfg.test_classes, set(items["class_id"]))
+        by_groups = cfg.val_split == "groups"
         split_of = curation.assign_splits(
-            items["class_id"].unique().tolist(), cfg.val_fraction, cfg.test_fraction, cfg.split_seed
-        )
+            items["class_id"].unique().tolist(), 0.0 if by_groups else cfg.val_fraction,
+            cfg.test_fraction, cfg.split_seed, cfg.test_classes)
         items["split"] = items["class_id"].map(split_of)
-        gate = check_items(items, cfg.min_groups, modality, settings)
+        if by_groups:
+            items["split"] = curation.hold_out_groups(items, cfg.val_fraction, cfg.split_seed)
+        gate = check_items(items, cfg.min_groups, modality, settings, val_shares_classes=by_groups)
         summary = gate.summary() | _counts(items)
         write_json(GATE_REPORT, summary)
         scalars = {k: v for k, v in summary.items() if k != "checks"}
@@ -67,6 +72,13 @@ def main() -> None:
         write_json(paths.KIND, {"modality": kind, "settings": modality.settings_dict(settings)})
         print(f"curate: {len(items)} items, classes per split "
               f"{ {s: summary[f'classes_{s}'] for s in ('train', 'val', 'test')} } -> {paths.ITEMS}")
+
+
+def _raise_if_unknown_test_classes(test_classes: list[str], kept: set[str]) -> None:
+    unknown = [c for c in test_classes if c not in kept]
+    if unknown:
+        raise UserError(f"curate.test_classes names {', '.join(unknown)}, not among the curated "
+                        f"classes ({', '.join(sorted(kept)[:20])}{', ...' if len(kept) > 20 else ''})")
 
 
 def _counts(items: pd.DataFrame) -> dict:

@@ -29,4 +29,5 @@ def register(name: str, modality: str) -> Callable:
     return add
 
 
-from fewshot.data.sources import emoji, image_folder  # noqa: E402,F401  (registers the sources)
+from fewshot.data.sources import (  # noqa: E402,F401  (registers the sources)
+    emoji, image_folder, plasticc, time_series_folder)

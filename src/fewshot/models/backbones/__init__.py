@@ -56,4 +56,4 @@ def embed(module: nn.Module, inputs, batch_size: int = 64, desc: str = "embed") 
     return torch.cat(chunks).float()
 
 
-from fewshot.models.backbones import image  # noqa: E402,F401  (registers them)
+from fewshot.models.backbones import image, light_curve  # noqa: E402,F401  (registers them)

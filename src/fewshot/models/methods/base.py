@@ -1,6 +1,7 @@
 """The protocol every method follows: `process_support_set(...)`, then `forward(query) -> logits`.
 
-Training and evaluation only ever call these three methods, so neither branches on a method's name:
+Training and evaluation only ever call these methods (and `observe`, once, on the training split),
+so neither branches on a method's name:
 - `process_support_set(support, labels, class_text)` remembers what an episode's support set (and
   the text embeddings of its classes, label order) tells; a method may ignore either;
 - `forward(query)` gives logits (N_q, n_way);
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -73,6 +75,10 @@ class FewShotMethod(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, query: torch.Tensor) -> torch.Tensor:
         """Logits (N_q, n_way) for query inputs (N_q, ...)."""
+
+    def observe(self, training_inputs: Callable[[], torch.Tensor]) -> None:
+        """Learn what needs no gradient from the training split's inputs (N, ...; built only when
+        called), once, before training (e.g. feature statistics). Default: nothing."""
 
     def loss(self, episode: Episode) -> torch.Tensor:
         """Training loss on one episode: cross-entropy of its query logits."""

@@ -15,6 +15,7 @@ from fewshot.models.methods.base import FewShotMethod, Parts, class_means, proje
 @dataclass(frozen=True)
 class ProtoOptions:
     distance: str = "squared_euclidean"  # squared_euclidean (the paper's) | cosine
+    standardise: bool = False  # robust z-scores of backbone features, fitted on the training items
 
     def __post_init__(self):
         if self.distance not in ("squared_euclidean", "cosine"):
@@ -29,7 +30,9 @@ class PrototypicalNetwork(FewShotMethod):
     Squared Euclidean distances are divided by the embedding size D, which keeps the starting scale
     sensible for any head width; the scale is learned (metric scaling, Oreshkin et al. 2018).
     With `head_dim: 0` and no training episodes this is the nearest-prototype baseline on frozen
-    pretrained features.
+    pretrained features. `standardise` puts every feature on one scale first (median and
+    interquartile range of the training items' features, z-scores clipped to +-10; fitted once,
+    before training): hand-crafted features (`lc_features`) mix amplitudes, periods and counts.
     """
 
     Options = ProtoOptions
@@ -39,9 +42,27 @@ class PrototypicalNetwork(FewShotMethod):
         self.head = projection(parts.feature_dim, parts.head_dim)
         self.log_scale = nn.Parameter(torch.tensor(0.0 if options.distance != "cosine" else 2.3))
         self.prototypes: torch.Tensor | None = None
+        if options.standardise:
+            self.register_buffer("feature_centre", torch.zeros(parts.feature_dim))
+            self.register_buffer("feature_scale", torch.ones(parts.feature_dim))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        features = self.backbone(x)
+        if self.options.standardise:
+            features = ((features - self.feature_centre) / self.feature_scale).clamp(-10, 10)
+        return self.head(features)
+
+    @torch.no_grad()
+    def observe(self, training_inputs) -> None:
+        if not self.options.standardise:
+            return
+        inputs = training_inputs()
+        features = torch.cat([self.backbone(inputs[s : s + 256]) for s in range(0, len(inputs), 256)])
+        low, centre, high = torch.quantile(features.double(), torch.tensor([0.25, 0.5, 0.75],
+                                                                           dtype=torch.double), dim=0)
+        spread = (high - low) / 1.349  # the IQR of a unit normal
+        self.feature_centre.copy_(centre.float())
+        self.feature_scale.copy_(torch.where(spread > 1e-8, spread, torch.ones_like(spread)).float())
 
     def process_support_set(self, support, labels, class_text) -> None:
         self.prototypes = class_means(self.embed(support), labels)

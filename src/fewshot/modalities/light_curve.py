@@ -1,0 +1,235 @@
+"""Light curves: one CSV per object (`time, band, flux, flux_err[, detected]`) -> the object's
+series sorted in time, stored as float64 `(n, 4)` rows of (time, band index, flux, flux_err) with
+time measured from the first observation in units of `span_days` (so in [0, 1]);
+decoded into padded token tensors (N, max_points, 5), the input of the light-curve encoders
+(`fewshot.models.backbones.light_curve`).
+
+A token is one observation: (time since the first observation / span_days, band index, flux /
+scale, flux_err / scale, log10 scale), where `scale` is the object's largest |flux| (peak
+normalisation: shapes and colours compare across distances; the brightness itself stays in the
+last channel). Padding tokens have band -1. `read` (fewshot-predict, serving) is `store` then
+`decode`, so a user's file is prepared exactly as curation prepared the training data.
+
+Curation refuses a file naming it and the bad value (unparseable CSV, missing column, non-numeric
+or non-finite value, flux_err <= 0, a band outside `bands`); the Great Expectations gate then
+checks every stored series (sorted in time, finite, positive errors, known bands, at least
+`min_points` points) and names the object that fails.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fewshot.core.errors import UserError
+from fewshot.modalities import MODALITIES, Modality
+
+REQUIRED = ("time", "flux", "flux_err")  # plus `band` (optional: a single-band series) and `detected`
+MAX_BANDS = 8  # the encoders' band embedding size
+TOKEN = ("time", "band", "flux", "flux_err", "log_scale")
+
+
+@dataclass(frozen=True)
+class LightCurveSettings:
+    bands: list[str]   # band names, in order; a CSV's band column holds a name or its index
+    span_days: float   # time axis of the encoders: observations later than this after the first are cut
+    max_points: int    # longer series keep this many points, evenly spaced in time order
+    min_points: int    # the curation gate refuses shorter series
+
+    def __post_init__(self):
+        if not 1 <= len(self.bands) <= MAX_BANDS or len(set(self.bands)) != len(self.bands):
+            raise UserError(f"bands {self.bands} must be 1 to {MAX_BANDS} distinct names")
+        if not self.span_days > 0:
+            raise UserError(f"span_days {self.span_days} must be > 0")
+        if not 2 <= self.min_points <= self.max_points:
+            raise UserError(f"min_points {self.min_points} must be >= 2 and <= max_points "
+                            f"{self.max_points}")
+
+
+@MODALITIES.register("light_curve")
+class LightCurveModality(Modality):
+    name = "light_curve"
+    Settings = LightCurveSettings
+    suffixes = frozenset({".csv"})
+    payload = "light_curve"
+
+    def store(self, path: Path, settings: LightCurveSettings) -> bytes:
+        return to_bytes(prepare(read_table(path, settings), settings))
+
+    def decode(self, stored: list[bytes]) -> torch.Tensor:
+        return torch.from_numpy(tokens([from_bytes(s) for s in stored], self._length(stored)))
+
+    @staticmethod
+    def _length(stored: list[bytes]) -> int:
+        """Pad to the longest series of the batch (at most max_points by construction)."""
+        return max((int(np.load(io.BytesIO(s)).shape[0]) for s in stored), default=1)
+
+    def columns(self, stored: bytes | None) -> dict:
+        if not isinstance(stored, bytes):
+            return {"n_points": 0, "time_sorted": False, "finite": False, "min_flux_err": 0.0,
+                    "min_band": -1, "max_band": -1}
+        series = from_bytes(stored)
+        if not len(series):
+            return self.columns(None)
+        return {"n_points": len(series),
+                "time_sorted": bool(np.all(np.diff(series[:, 0]) >= 0)),
+                "finite": bool(np.isfinite(series).all()),
+                "min_flux_err": float(series[:, 3].min()),
+                "min_band": int(series[:, 1].min()),
+                "max_band": int(series[:, 1].max())}
+
+    def expectations(self, gx, settings: LightCurveSettings) -> list:
+        e = gx.expectations
+        return [e.ExpectColumnValuesToBeBetween(column="n_points", min_value=settings.min_points,
+                                                max_value=settings.max_points),
+                e.ExpectColumnValuesToBeInSet(column="time_sorted", value_set=[True]),
+                e.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
+                e.ExpectColumnValuesToBeBetween(column="min_flux_err", min_value=0,
+                                                strict_min=True),
+                e.ExpectColumnValuesToBeBetween(column="min_band", min_value=0,
+                                                max_value=len(settings.bands) - 1),
+                e.ExpectColumnValuesToBeBetween(column="max_band", min_value=0,
+                                                max_value=len(settings.bands) - 1)]
+
+    def read(self, path: Path, settings: LightCurveSettings) -> np.ndarray:
+        if not Path(path).is_file():
+            raise UserError(f"light curve '{path}' does not exist or is not a file")
+        return self.decode([self.store(path, settings)])[0].numpy()
+
+    def blank(self, settings: LightCurveSettings) -> np.ndarray:
+        """A flat series: zero flux in the first band, one point a day."""
+        n = settings.min_points
+        series = np.column_stack([np.arange(n, dtype=float), np.zeros(n), np.zeros(n), np.ones(n)])
+        return tokens([prepare(series, settings)], n)
+
+    def collate(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """Pad to the longest (band -1): the encoders ignore padding."""
+        out = np.zeros((len(inputs), max(len(x) for x in inputs), len(TOKEN)), dtype=np.float32)
+        out[:, :, 1] = -1
+        for i, x in enumerate(inputs):
+            out[i, : len(x)] = x
+        return out
+
+    def verify(self, path: Path) -> None:
+        """Refuse a file whose header lacks a required column (ingest; values are checked by curate)."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                header = handle.readline()
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(f"cannot read light curve '{path}': {err}") from None
+        _raise_if_columns_missing(path, [c.strip() for c in header.strip().split(",")])
+
+
+def read_table(path: Path, settings: LightCurveSettings) -> np.ndarray:
+    """A light-curve CSV -> float64 (n, 4) rows (time, band index, flux, flux_err), file order.
+
+    Raises:
+        UserError: naming the file and the first bad value.
+    """
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise UserError(f"cannot read light curve '{path}': {str(err).strip()}; expected a CSV "
+                        "with columns time, band, flux, flux_err") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    _raise_if_columns_missing(path, list(frame.columns))
+    if frame.empty:
+        raise UserError(f"light curve '{path}' has no rows; expected at least {settings.min_points}")
+    values = {c: _numbers(path, frame, c) for c in REQUIRED}
+    bands = (_band_indices(path, frame["band"], settings.bands) if "band" in frame.columns
+             else np.zeros(len(frame)))
+    bad_err = np.flatnonzero(values["flux_err"] <= 0)
+    if bad_err.size:
+        row = int(bad_err[0])
+        raise UserError(f"light curve '{path}' row {row + 2}: flux_err "
+                        f"{frame['flux_err'].iloc[row]!r} must be > 0")
+    return np.column_stack([values["time"], bands, values["flux"], values["flux_err"]])
+
+
+def _raise_if_columns_missing(path: Path, columns: list[str]) -> None:
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise UserError(f"light curve '{path}' lacks column(s) {', '.join(missing)}; found "
+                        f"{', '.join(columns) or 'none'}; expected time, band, flux, flux_err "
+                        "[, detected]")
+
+
+def _numbers(path: Path, frame, column: str) -> np.ndarray:
+    """A column as finite float64; the first non-numeric or non-finite cell is named (CSV row)."""
+    import pandas as pd
+
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        row = int(bad[0])
+        raise UserError(f"light curve '{path}' row {row + 2}: {column} {frame[column].iloc[row]!r} "
+                        "is not a finite number")
+    return values
+
+
+def _band_indices(path: Path, column, bands: list[str]) -> np.ndarray:
+    """Band names or indices -> indices into `bands`."""
+    index = {name: i for i, name in enumerate(bands)} | {str(i): i for i in range(len(bands))}
+    values = column.str.strip()
+    unknown = ~values.isin(list(index))
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise UserError(f"light curve '{path}' row {row + 2}: band {values.iloc[row]!r} is not one "
+                        f"of {', '.join(bands)} (or an index 0-{len(bands) - 1}); set "
+                        "modality.light_curve.bands")
+    return values.map(index).to_numpy(dtype=float)
+
+
+def prepare(series: np.ndarray, settings: LightCurveSettings) -> np.ndarray:
+    """Sort in time (stable), measure time from the first observation in units of `span_days`
+    and cut what lies beyond, keep at most `max_points` evenly spaced points.
+
+    >>> s = LightCurveSettings(bands=["g"], span_days=10, max_points=3, min_points=2)
+    >>> prepare(np.array([[5., 0, 1, 1], [0, 0, 2, 1], [20, 0, 3, 1], [1, 0, 4, 1], [2, 0, 5, 1]]), s)[:, 0]
+    array([0. , 0.2, 0.5])
+    """
+    ordered = series[np.argsort(series[:, 0], kind="stable")]
+    if len(ordered):
+        ordered[:, 0] = (ordered[:, 0] - ordered[0, 0]) / settings.span_days
+        ordered = ordered[ordered[:, 0] <= 1.0]
+    if len(ordered) > settings.max_points:
+        keep = np.unique(np.linspace(0, len(ordered) - 1, settings.max_points).round().astype(int))
+        ordered = ordered[keep]
+    return ordered
+
+
+def to_bytes(series: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(series, dtype=np.float64), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def from_bytes(stored: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(stored), allow_pickle=False)
+
+
+def tokens(series: list[np.ndarray], length: int) -> np.ndarray:
+    """Stored series -> float32 (N, length, 5) tokens (see the module docstring); band -1 pads.
+
+    >>> t = tokens([np.array([[0.0, 1, -2, 0.5], [0.5, 0, 4, 1]])], 3)
+    >>> t[0].tolist()
+    [[0.0, 1.0, -0.5, 0.125, 0.6020600199699402], [0.5, 0.0, 1.0, 0.25, 0.6020600199699402], [0.0, -1.0, 0.0, 0.0, 0.0]]
+    """
+    out = np.zeros((len(series), length, len(TOKEN)), dtype=np.float32)
+    out[:, :, 1] = -1
+    for i, s in enumerate(series):
+        n = min(len(s), length)
+        if n == 0:
+            continue
+        s = s[:n]
+        scale = float(np.abs(s[:, 2]).max()) or 1.0
+        out[i, :n, :2] = s[:, :2]
+        out[i, :n, 2:4] = s[:, 2:4] / scale
+        out[i, :n, 4] = np.log10(scale)
+    return out
