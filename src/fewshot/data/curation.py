@@ -64,7 +64,8 @@ def assign_splits(class_ids: list[str], val_fraction: float, test_fraction: floa
     >>> s = assign_splits(list("abcdefghij"), 0.2, 0.3, seed=0)
     >>> sorted(s.values()).count("test"), sorted(s.values()).count("val")
     (3, 2)
-    >>> sorted(k for k, v in assign_splits(list("abcde"), 0.25, 0.5, 0, test_classes=["e"]).items() if v != "train")
+    >>> fixed = assign_splits(list("abcde"), 0.25, 0.5, 0, test_classes=["e"])
+    >>> sorted(k for k, v in fixed.items() if v != "train")
     ['c', 'e']
     """
     ordered = sorted(set(class_ids) - set(test_classes or []))
@@ -83,7 +84,8 @@ def hold_out_groups(items: pd.DataFrame, fraction: float, seed: int) -> pd.Serie
     """Validation by held-out groups: `fraction` of each training class's groups (at least one) moves
     to `val`; the classes stay the training classes. Returns the new split column.
 
-    >>> frame = pd.DataFrame({"class_id": list("aaaab"), "group": list("wxyzw"), "split": ["train"] * 4 + ["test"]})
+    >>> frame = pd.DataFrame({"class_id": list("aaaab"), "group": list("wxyzw"),
+    ...                       "split": ["train"] * 4 + ["test"]})
     >>> hold_out_groups(frame, 0.5, seed=0).tolist()
     ['train', 'train', 'val', 'val', 'test']
     """

@@ -27,8 +27,9 @@ SPAN_DAYS = 100.0
 def kind_of(class_index: int) -> tuple[str, str, str]:
     """(colour, shape, timescale) of a class: every shape with every colour, short then long.
 
-    >>> [kind_of(c) for c in (0, 1, 5, 6)]
-    [('blue', 'periodic', 'short'), ('red', 'burst', 'short'), ('red', 'rise', 'short'), ('blue', 'periodic', 'long')]
+    >>> [kind_of(c) for c in (0, 1, 5, 6)]  # doctest: +NORMALIZE_WHITESPACE
+    [('blue', 'periodic', 'short'), ('red', 'burst', 'short'), ('red', 'rise', 'short'),
+     ('blue', 'periodic', 'long')]
     """
     combinations = len(SHAPES) * len(COLOURS)
     return (list(COLOURS)[class_index % len(COLOURS)], SHAPES[class_index % len(SHAPES)],

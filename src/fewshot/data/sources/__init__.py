@@ -29,5 +29,4 @@ def register(name: str, modality: str) -> Callable:
     return add
 
 
-from fewshot.data.sources import (  # noqa: E402,F401  (registers the sources)
-    emoji, image_folder, plasticc, time_series_folder)
+from fewshot.data.sources import emoji, image_folder, plasticc, time_series_folder  # noqa: E402,F401  (registers the sources)
