@@ -18,18 +18,26 @@ import yaml
 
 from fewshot.core import params as params_lib
 from fewshot.core.typed import merged
+from fewshot.tools.series import make_series_folder
 from fewshot.tools.shapes import make_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def repo_params(models: dict | None = None, **sections) -> params_lib.Params:
-    """The repository's params.yaml with `sections` merged in (and `models` replaced when given),
-    typed and range-checked (not the cross-section rules: `fewshot.core.consistency.check`)."""
+    """The repository's params.yaml with `sections` merged in (and `models` replaced when given;
+    an entry without `domain` gets the domain its backbone's kind of data has here: light_curves
+    for `lc_*`, else images), typed and range-checked (not the cross-section rules:
+    `fewshot.core.consistency.check`)."""
     raw = merged(yaml.safe_load((ROOT / "params.yaml").read_text()), sections)
     if models is not None:
-        raw["models"] = models
+        raw["models"] = {name: ({"domain": _domain_of(entry)} | entry if isinstance(entry, dict)
+                                else entry) for name, entry in models.items()}
     return params_lib.from_dict(raw)
+
+
+def _domain_of(entry: dict) -> str:
+    return "light_curves" if str(entry.get("backbone", "")).startswith("lc_") else "images"
 
 
 @pytest.fixture
@@ -151,11 +159,14 @@ def save_model(folder: Path, method: str = "protonet", backbone: str = "efficien
 def project(tmp_path_factory):
     """The smoke pipeline, run once per test session by a real `dvc repro` in a temporary git
     repository (the repository's dvc.yaml and params.yaml with the smoke preset, on a generated
-    image folder; MLflow in a temporary sqlite store). Tests that change it restore it."""
+    image folder and a generated light-curve folder; MLflow in a temporary sqlite store). Tests
+    that change it restore it."""
     tmp = tmp_path_factory.mktemp("e2e")
     folder = make_image_folder(tmp / "user_images", n_classes=24, per_class=4)
+    series = make_series_folder(tmp / "user_light_curves", n_classes=12, per_class=8)
     params = smoke_params()
-    params["data"]["folder"] = str(folder)
+    params["domains"]["images"]["folder"] = str(folder)
+    params["domains"]["light_curves"]["folder"] = str(series)
     env = project_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db")
     repo = git_dvc_project(tmp / "repo", params, env)
     first = sh(["dvc", "repro"], repo, env)
@@ -163,7 +174,7 @@ def project(tmp_path_factory):
         sh([sys.executable, "-m", "fewshot.gate", "snapshot", os.environ["FEWSHOT_SMOKE_SNAPSHOT"]],
            repo, env)
     return {"repo": repo, "env": env, "uri": env["MLFLOW_TRACKING_URI"], "first": first,
-            "folder": folder}
+            "folder": folder, "series": series}
 
 
 def runs_by_stage(uri: str) -> dict[str, list]:

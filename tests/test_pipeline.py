@@ -1,4 +1,4 @@
-"""End to end: the real `dvc repro` over every stage, on a tiny generated image-folder dataset.
+"""End to end: the real `dvc repro` over every stage, on tiny generated image and light-curve folders.
 
 The repository's own dvc.yaml and params.yaml (shrunk by pipelines/smoke.yaml) run in a temporary
 git repository; MLflow logs to a temporary sqlite store (the `project` fixture of conftest, shared
@@ -13,15 +13,22 @@ import shutil
 import sys
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 
 from fewshot.data.episodes import file_hash
 from tests.conftest import ROOT, runs_by_stage, sh
 
-MODELS = list(yaml.safe_load((ROOT / "params.yaml").read_text())["models"])
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+MODELS = list(PARAMS["models"])
+DOMAIN_OF = {name: entry["domain"] for name, entry in PARAMS["models"].items()}
+DOMAINS = list(PARAMS["domains"])
 PER_MODEL = {f"{stage}@{model}" for stage in ("train", "evaluate") for model in MODELS}
-STAGES = {"check", "ingest", "curate", "episodes", "embed", "report"} | PER_MODEL
+PER_DOMAIN = {f"{stage}@{domain}" for stage in ("ingest", "curate", "episodes", "embed")
+              for domain in DOMAINS}
+STAGES = {"check", "report"} | PER_DOMAIN | PER_MODEL
+SMOKE_TEST_EPISODES = {"images": 200, "light_curves": 100}
 LOGGED = STAGES - {"check"}  # check validates params and logs nothing
 pytestmark = pytest.mark.slow
 
@@ -35,32 +42,44 @@ def test_repro_runs_every_stage_and_writes_complete_metrics(project):
         for key in ("accuracy", "accuracy_ci95", "ece", "nll", "brier", "device", "episodes_hash",
                     "ece_calibrated", "nll_calibrated", "temperature", "method", "backbone"):
             assert key in metrics, (model, key)
-        assert metrics["episodes"] == 200
+        assert metrics["episodes"] == SMOKE_TEST_EPISODES[DOMAIN_OF[model]]
+        assert metrics["domain"] == DOMAIN_OF[model]
         assert metrics["latency"]["query_p50_ms"] > 0 and metrics["latency"]["timed_episodes"] == 3
         assert f"| {model} | {metrics['method']} | {metrics['backbone']} |" in report
-    # Own data: the report names it, and the committed docs/results/ pages are left alone.
+    # Own data: the report names it per domain, and the committed docs/results/ pages are left alone.
     assert f"Data: **image_folder** (folder `{project['folder']}`)" in report
+    assert f"Data: **time_series_folder** (folder `{project['series']}`)" in report
+    assert report.index("## images") < report.index("## light_curves")
     assert not (project["repo"] / "docs/results").exists()
     warnings = json.loads((project["repo"] / "reports/metrics/zero_shot.json").read_text())["warnings"]
     assert any("train_n_way=64 exceeds the 12 training classes; trained 12-way" in w for w in warnings)
-    assert "## Warnings" in report and "train_n_way=64 exceeds" in report
-    assert all((project["repo"] / f"reports/figures/{f}.png").stat().st_size > 1000
-               for f in ("accuracy", "reliability", "episode_accuracy", "latency"))
+    assert "### Warnings (images)" in report and "train_n_way=64 exceeds" in report
+    assert all((project["repo"] / f"reports/figures/{f}_{d}.png").stat().st_size > 1000
+               for f in ("accuracy", "confusion", "reliability", "episode_accuracy", "latency")
+               for d in DOMAINS)
+    confusion = pd.read_csv(project["repo"] / "reports/plots/lc_protonet/confusion.csv")
+    assert confusion["queries"].sum() == 100 * 3 * 2  # episodes x n_way x n_query, every query once
+    assert confusion["true_class"].nunique() == 3
 
 
 def test_every_stage_logged_one_tagged_mlflow_run(project):
     runs = runs_by_stage(project["uri"])
     assert set(runs) == LOGGED
-    test_hash = file_hash(project["repo"] / "data/episodes/test.parquet")
-    val_hash = file_hash(project["repo"] / "data/episodes/val.parquet")
+    test_hash = {d: file_hash(project["repo"] / f"data/{d}/episodes/test.parquet") for d in DOMAINS}
+    val_hash = {d: file_hash(project["repo"] / f"data/{d}/episodes/val.parquet") for d in DOMAINS}
+    assert test_hash["images"] != test_hash["light_curves"]
     commit = sh(["git", "rev-parse", "HEAD"], project["repo"], project["env"]).stdout.strip()
     for stage, stage_runs in runs.items():
         assert len(stage_runs) == 1 and stage_runs[0].info.status == "FINISHED", stage
         assert stage_runs[0].data.tags["git_commit"] == commit, stage
-    for stage in {"episodes"} | {f"evaluate@{model}" for model in MODELS}:
-        assert runs[stage][0].data.tags["episodes_hash"] == test_hash
+        if stage != "report":  # every run of a domain's data carries the domain as a tag
+            domain = stage.split("@")[1] if stage.split("@")[1] in DOMAINS else DOMAIN_OF[stage.split("@")[1]]
+            assert stage_runs[0].data.tags["domain"] == domain, stage
+    for domain in DOMAINS:
+        assert runs[f"episodes@{domain}"][0].data.tags["episodes_hash"] == test_hash[domain]
     for model in MODELS:  # training sees the val episodes only
-        assert runs[f"train@{model}"][0].data.tags["val_episodes_hash"] == val_hash
+        assert runs[f"evaluate@{model}"][0].data.tags["episodes_hash"] == test_hash[DOMAIN_OF[model]]
+        assert runs[f"train@{model}"][0].data.tags["val_episodes_hash"] == val_hash[DOMAIN_OF[model]]
     history = mlflow.MlflowClient(project["uri"]).get_metric_history(
         runs["train@protonet"][0].info.run_id, "val_accuracy")
     assert [m.step for m in history] == [0, 10, 20]
@@ -74,17 +93,17 @@ def test_second_repro_changes_nothing(project):
 
 def test_impossible_n_way_is_one_line_and_writes_nothing(project):
     repo, env = project["repo"], project["env"]
-    before = file_hash(repo / "data/episodes/test.parquet")
+    before = file_hash(repo / "data/images/episodes/test.parquet")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     bad = repo / "bad_params"
     bad.mkdir()
     (bad / "params.yaml").write_text(yaml.safe_dump(params | {"n_way": 10}))
     shutil.copytree(repo / "data", bad / "data", symlinks=True)
-    done = sh([sys.executable, "-m", "fewshot.stages.episodes"], bad, env, check=False)
+    done = sh([sys.executable, "-m", "fewshot.stages.episodes", "images"], bad, env, check=False)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: n_way=10 is larger than the 6 classes of split 'val'"]
-    assert file_hash(bad / "data/episodes/test.parquet") == before
+    assert file_hash(bad / "data/images/episodes/test.parquet") == before
 
 
 def test_misspelled_key_fails_the_stage_naming_it(project):
@@ -125,7 +144,8 @@ def test_more_shots_reruns_only_stages_that_read_them(project):
     finally:
         params.write_text(original)
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"check", "episodes", "report"} | PER_MODEL  # evaluate records the shots it scored
+    # Both domains: evaluate records the shots it scored
+    assert ran == {"check", "report"} | {f"episodes@{d}" for d in DOMAINS} | PER_MODEL
     assert "up to date" in sh(["dvc", "status"], repo, env).stdout
 
 
@@ -134,19 +154,21 @@ def test_more_test_episodes_rerun_evaluate_and_retrain_nothing(project):
     repo, env = project["repo"], project["env"]
     params = repo / "params.yaml"
     original = params.read_text()
-    before = file_hash(repo / "data/episodes/test.parquet")
+    before = file_hash(repo / "data/images/episodes/test.parquet")
     more = yaml.safe_load(original)
-    more["episodes"]["test_episodes"] = 120
+    more["domains"]["images"]["episodes"]["test_episodes"] = 120
     params.write_text(yaml.safe_dump(more, sort_keys=False))
     try:
         done = sh(["dvc", "repro"], repo, env)
     finally:
         params.write_text(original)
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"check", "episodes", "report"} | {f"evaluate@{model}" for model in MODELS}
+    # only the images domain's test file changed: its evaluations rerun, no model retrains
+    images = {f"evaluate@{m}" for m in MODELS if DOMAIN_OF[m] == "images"}
+    assert ran == {"check", "episodes@images", "report"} | images
     assert json.loads((repo / "reports/metrics/protonet.json").read_text())["episodes"] == 120
     sh(["dvc", "repro"], repo, env)  # back to the committed params: the same episodes again
-    assert file_hash(repo / "data/episodes/test.parquet") == before
+    assert file_hash(repo / "data/images/episodes/test.parquet") == before
     assert "up to date" in sh(["dvc", "status"], repo, env).stdout
 
 
@@ -155,7 +177,7 @@ def test_any_edit_to_the_image_folder_makes_ingest_stale(project):
     repo, env, folder = project["repo"], project["env"], project["folder"]
 
     def stale() -> bool:
-        out = sh(["dvc", "status", "ingest"], repo, env).stdout
+        out = sh(["dvc", "status", "ingest@images"], repo, env).stdout
         return "changed deps" in out and str(folder) in out
 
     image = folder / "class_03" / "item_1.png"
@@ -179,7 +201,7 @@ def test_a_models_key_with_shell_code_never_reaches_a_shell(project, tmp_path):
     params = repo / "params.yaml"
     original = params.read_text()
     evil = yaml.safe_load(original)
-    evil["models"][f"x;touch {marker};exit 0;"] = {"method": "protonet"}
+    evil["models"][f"x;touch {marker};exit 0;"] = {"domain": "images", "method": "protonet"}
     params.write_text(yaml.safe_dump(evil, sort_keys=False))
     try:
         full = sh(["dvc", "repro"], repo, env, check=False)

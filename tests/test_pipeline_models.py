@@ -30,7 +30,7 @@ def test_every_trained_model_learns_it_beats_chance_by_a_margin(project):
     chance, margin = 1 / 3, 0.15
     entries = params_lib.from_dict(yaml.safe_load((project["repo"] / "params.yaml").read_text())).models
     trained = [name for name, entry in entries.items() if entry.episodes > 0]
-    assert {"protonet", "siamese", "zero_shot", "multimodal"} <= set(trained)
+    assert {"protonet", "siamese", "zero_shot", "multimodal", "lc_protonet"} <= set(trained)
     for model in trained:
         metrics = json.loads((project["repo"] / f"reports/metrics/{model}.json").read_text())
         assert metrics["accuracy"] - metrics["accuracy_ci95"] > chance + margin, (model, metrics["accuracy"])
@@ -65,7 +65,7 @@ def test_trained_model_predicts_and_its_served_copy_answers_the_same(project):
     """The issue-5 done-when on the smoke run: fewshot-predict on a support folder, then the same
     through `mlflow models predict` of the model logged with its saved support set."""
     repo, env = project["repo"], project["env"]
-    images = Path(yaml.safe_load((repo / "params.yaml").read_text())["data"]["folder"])
+    images = Path(yaml.safe_load((repo / "params.yaml").read_text())["domains"]["images"]["folder"])
     for c in range(5):
         (repo / "sup" / f"class_{c:02d}").mkdir(parents=True)
         shutil.copy(images / f"class_{c:02d}/item_0.png", repo / "sup" / f"class_{c:02d}")
@@ -96,14 +96,14 @@ def test_a_model_predicts_as_evaluated_whatever_the_checkouts_params_say(project
     templates (not reproduced), fewshot-predict on a test episode's own files gives evaluate's
     per-episode accuracy and mean confidence (raw, T=1), for an image model and a text model."""
     repo, env = project["repo"], project["env"]
-    items = pd.read_parquet(repo / "data/curated/items.parquet").set_index("item_id")
-    classes = pd.read_parquet(repo / "data/curated/classes.parquet").set_index("class_id")
-    table = pd.read_parquet(repo / "data/episodes/test.parquet")
+    items = pd.read_parquet(repo / "data/images/curated/items.parquet").set_index("item_id")
+    classes = pd.read_parquet(repo / "data/images/curated/classes.parquet").set_index("class_id")
+    table = pd.read_parquet(repo / "data/images/episodes/test.parquet")
     params = repo / "params.yaml"
     original = params.read_text()
     other = yaml.safe_load(original)
-    other["modality"]["image"]["size"] = 64
-    other["embed"]["text_templates"] = ["{name}", "a photo of {name}"]
+    other["domains"]["images"]["settings"]["size"] = 64
+    other["domains"]["images"]["embed"]["text_templates"] = ["{name}", "a photo of {name}"]
     params.write_text(yaml.safe_dump(other, sort_keys=False))
     predict = str(Path(sys.executable).parent / "fewshot-predict")
     try:

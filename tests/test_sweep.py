@@ -19,7 +19,7 @@ from tests.conftest import ROOT, git_dvc_project, project_env, sh, smoke_params
 
 MODELS = ["protonet"]
 GRID = {"n_way": [2, 3], "n_shot": [1, 2]}
-GRID_DEPENDENT = {"episodes", "report"} | {
+GRID_DEPENDENT = {"episodes@images", "report"} | {
     f"{stage}@{model}" for stage in ("train", "evaluate") for model in MODELS}
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 def swept(tmp_path_factory):
     params = smoke_params()
     params["models"] = {name: params["models"][name] for name in MODELS}
-    params["embed"]["backbones"] = ["efficientnet_lite0"]
+    params["domains"] = {"images": params["domains"]["images"]}  # one domain is enough here
+    params["domains"]["images"]["embed"]["backbones"] = ["efficientnet_lite0"]
     env = project_env()  # the default store: sqlite in the project root
     repo = tmp_path_factory.mktemp("sweep") / "repo"
     shutil.copytree(ROOT / "data/shapes", repo / "data/shapes")

@@ -30,30 +30,43 @@ def test_unknown_method_and_backbone_list_the_valid_names():
 
 
 def test_frozen_backbone_must_be_cached_by_embed():
-    bad = repo_params({"p": {"method": "protonet", "backbone": "mobilenet_v2"}},
-                      embed={"backbones": ["efficientnet_lite0"]})
-    with pytest.raises(UserError, match=r"models.p uses frozen backbone 'mobilenet_v2'.*add it there"):
+    only_lite = {"images": {"embed": {"backbones": ["efficientnet_lite0"]}}}
+    bad = repo_params({"p": {"method": "protonet", "backbone": "mobilenet_v2"}}, domains=only_lite)
+    with pytest.raises(UserError, match=r"models.p uses frozen backbone 'mobilenet_v2', which "
+                                        r"domains.images.embed.backbones .*add it there"):
         check(bad)
     fine_tuned = repo_params({"p": {"method": "protonet", "backbone": "mobilenet_v2", "freeze": False}},
-                             embed={"backbones": ["efficientnet_lite0"]})
+                             domains=only_lite)
     check(fine_tuned)
 
 
-def test_embed_refuses_a_backbone_trained_from_scratch():
-    with pytest.raises(UserError, match=r"embed.backbones lists 'conv4', which is trained from scratch"):
-        check(repo_params(embed={"backbones": ["efficientnet_lite0", "conv4"]}))
+def test_embed_refuses_a_backbone_trained_from_scratch_or_of_another_kind():
+    with pytest.raises(UserError, match=r"domains.images.embed.backbones lists 'conv4', which is "
+                                        "trained from scratch"):
+        check(repo_params(domains={"images": {"embed": {"backbones": ["efficientnet_lite0", "conv4"]}}}))
+    with pytest.raises(UserError, match=r"domains.light_curves.embed.backbones lists 'mobilenet_v2': "
+                                        "backbone 'mobilenet_v2' encodes image data but its domain's "
+                                        "source gives light_curve data; choose one of lc_cnn"):
+        check(repo_params(domains={"light_curves": {"embed": {"backbones": ["mobilenet_v2"]}}}))
 
 
-def test_the_data_modality_needs_its_settings_and_known_kinds_only():
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    with pytest.raises(UserError, match=r"params 'modality' lacks 'image', the kind of data source 'emoji'"):
-        check(params.from_dict(raw | {"modality": {}}))
-    with pytest.raises(UserError, match=r"unknown kind\(s\) \['sound'\]"):
-        check(params.from_dict(raw | {"modality": raw["modality"] | {"sound": {}}}))
-    with pytest.raises(UserError, match=r"unknown params key 'modality.image.sise'; valid keys: size"):
-        check(params.from_dict(raw | {"modality": {"image": {"sise": 64}}}))
+def test_a_domain_needs_its_sources_settings_and_every_model_a_known_domain():
+    with pytest.raises(UserError, match=r"unknown params key 'domains.images.settings.sise'; valid "
+                                        "keys: size"):
+        check(repo_params(domains={"images": {"settings": {"sise": 64}}}))
     with pytest.raises(UserError, match=r"size 8 must be between 16 and 1024"):
-        check(params.from_dict(raw | {"modality": {"image": {"size": 8}}}))
+        check(repo_params(domains={"images": {"settings": {"size": 8}}}))
+    with pytest.raises(UserError, match=r"unknown params key 'domains.light_curves.settings.size'"):
+        check(repo_params(domains={"light_curves": {"settings": {"size": 64}}}))
+    with pytest.raises(UserError, match=r"models.p names domain 'sounds', which params 'domains' does "
+                                        r"not have \(images, light_curves\); remove the model or add"):
+        check(repo_params({"p": {"domain": "sounds", "method": "protonet"}}))
+    with pytest.raises(UserError, match=r"models.p: backbone 'lc_cnn' encodes light_curve data but its "
+                                        "domain's source gives image data"):
+        check(repo_params({"p": {"domain": "images", "method": "protonet", "backbone": "lc_cnn"}}))
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    with pytest.raises(UserError, match=r"model_defaults sets 'domain'"):
+        check(params.from_dict(raw | {"model_defaults": raw["model_defaults"] | {"domain": "images"}}))
 
 
 def test_empty_models_and_out_of_range_values_are_rejected_by_the_types():
@@ -61,8 +74,12 @@ def test_empty_models_and_out_of_range_values_are_rejected_by_the_types():
         repo_params({})
     with pytest.raises(UserError, match=r"params 'models.p': episodes=-1 must be >= 0"):
         repo_params({"p": {"method": "protonet", "episodes": -1}})
-    with pytest.raises(UserError, match=r"params 'curate': val_fraction=0.6 and test_fraction=0.5"):
-        repo_params(curate={"val_fraction": 0.6, "test_fraction": 0.5})
+    with pytest.raises(UserError, match=r"params 'domains.images.curate': val_fraction=0.6 and "
+                                        "test_fraction=0.5"):
+        repo_params(domains={"images": {"curate": {"val_fraction": 0.6, "test_fraction": 0.5}}})
+    with pytest.raises(UserError, match=r"params 'domains.light_curves.curate': val_split 'objects' "
+                                        "must be classes or groups"):
+        repo_params(domains={"light_curves": {"curate": {"val_split": "objects"}}})
     with pytest.raises(UserError, match=r"params 'train': .*val_every=0"):
         repo_params(train={"val_every": 0})
 

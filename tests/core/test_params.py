@@ -18,7 +18,7 @@ def test_models_entries_take_what_they_leave_out_from_model_defaults():
     loaded = repo_params({"mine": {"method": "siamese", "head_dim": 8}},
                          model_defaults={"episodes": 77})
     assert loaded.models["mine"].head_dim == 8 and loaded.models["mine"].episodes == 77
-    with pytest.raises(UserError, match=r"unknown params key 'models.mine.head_size'; valid keys: method"):
+    with pytest.raises(UserError, match=r"unknown params key 'models.mine.head_size'; valid keys: domain"):
         repo_params({"mine": {"method": "siamese", "head_size": 8}})
     with pytest.raises(UserError, match=r"'models.mine' lacks required key\(s\) method"):
         repo_params({"mine": {"head_dim": 8}})
@@ -27,14 +27,15 @@ def test_models_entries_take_what_they_leave_out_from_model_defaults():
 def test_every_value_lives_in_params_yaml_a_missing_key_is_named():
     """No defaults in code: a key left out of params.yaml is an error, not a silent fallback."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    del raw["embed"]["text_templates"]
-    with pytest.raises(UserError, match=r"params section 'embed' lacks required key\(s\) text_templates"):
+    del raw["domains"]["images"]["embed"]["text_templates"]
+    with pytest.raises(UserError, match=r"params section 'domains.images.embed' lacks required "
+                                        r"key\(s\) text_templates"):
         params.from_dict(raw)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     del raw["model_defaults"]["lr"]
     with pytest.raises(UserError, match=r"params section 'models.protonet' lacks required key\(s\) lr"):
         params.from_dict(raw)
-    schema = [params.Params, params.Data, params.Curate, params.Episodes, params.Embed, params.Model,
+    schema = [params.Params, params.Domain, params.Curate, params.Episodes, params.Embed, params.Model,
               params.Train, params.Evaluate, params.Tracking, params.Gate]
     assert [f"{cls.__name__}.{f.name}" for cls in schema for f in dataclasses.fields(cls)
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING] == []
@@ -73,6 +74,17 @@ def test_missing_params_file_is_a_one_line_error(tmp_path):
 
 
 def test_section_flattens_for_logging():
-    flat = params.section(repo_params(n_shot=3, episodes={"val_episodes": 30, "test_episodes": 90}),
-                          "n_shot", "episodes")
-    assert flat == {"n_shot": 3, "episodes.val_episodes": 30, "episodes.test_episodes": 90}
+    loaded = repo_params(n_shot=3, domains={"images": {"episodes": {"val_episodes": 30,
+                                                                    "test_episodes": 90}}})
+    flat = params.section(loaded, "n_shot", "domains.images.episodes")
+    assert flat == {"n_shot": 3, "domains.images.episodes.val_episodes": 30,
+                    "domains.images.episodes.test_episodes": 90}
+
+
+def test_a_domain_key_must_be_a_plain_name_and_domains_not_empty():
+    """A domain's key becomes a stage name (ingest@<domain>) and a folder (data/<domain>)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    with pytest.raises(UserError, match=r"params 'domains' key '../x' is not a valid name"):
+        params.from_dict(raw | {"domains": {"../x": raw["domains"]["images"]}})
+    with pytest.raises(UserError, match=r"params 'domains' is empty"):
+        params.from_dict(raw | {"domains": {}})

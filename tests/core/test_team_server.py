@@ -28,21 +28,22 @@ def test_stages_log_runs_and_artifacts_to_a_real_server(tmp_path, image_folder):
     project.mkdir()
     (project / "params.yaml").write_text(yaml.safe_dump(merged(
         yaml.safe_load((ROOT / "params.yaml").read_text()),
-        {"data": {"source": "image_folder", "folder": str(image_folder)},
-         "modality": {"image": {"size": 32}}, "curate": {"min_groups": 4}})))
+        {"domains": {"images": {"source": "image_folder", "folder": str(image_folder),
+                                "settings": {"size": 32}, "curate": {"min_groups": 4}}}})))
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
     with http_server(cmd, port, "/health", tmp_path / "server.log") as server:
         for stage in ("ingest", "curate"):
-            done = subprocess.run([sys.executable, "-m", f"fewshot.stages.{stage}"], cwd=project,
+            done = subprocess.run([sys.executable, "-m", f"fewshot.stages.{stage}", "images"], cwd=project,
                                   env=env, capture_output=True, text=True)
             assert done.returncode == 0, done.stderr
         client = mlflow.MlflowClient(uri)
         experiment = client.get_experiment_by_name("fewshot")
         runs = {r.data.tags["stage"]: r for r in client.search_runs([experiment.experiment_id])}
-        assert set(runs) == {"ingest", "curate"}
-        assert all(r.info.status == "FINISHED" for r in runs.values())
-        assert runs["ingest"].data.metrics["items"] == 48
-        logged = [a.path for a in client.list_artifacts(runs["curate"].info.run_id)]
+        assert set(runs) == {"ingest@images", "curate@images"}
+        assert all(r.info.status == "FINISHED" and r.data.tags["domain"] == "images"
+                   for r in runs.values())
+        assert runs["ingest@images"].data.metrics["items"] == 48
+        logged = [a.path for a in client.list_artifacts(runs["curate@images"].info.run_id)]
         assert logged, "curate's validation report should reach the server's artifact store"
         assert not (project / "mlflow.db").exists() and not (project / "mlruns").exists()
     assert server.returncode is not None  # the whole process group was stopped

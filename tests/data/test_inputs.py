@@ -40,7 +40,7 @@ def _text(tmp_path) -> TextFeatures:
 
 def test_raw_inputs_are_the_modalitys_decoding_in_item_order(tmp_path):
     items = _items()
-    inputs = ItemInputs(items, "conv4", False, _text(tmp_path), modality_of("image"))
+    inputs = ItemInputs(items, "conv4", False, _text(tmp_path), modality_of("image"), None)
     assert inputs.tensor.shape == (18, 3, 32, 32) and inputs.tensor.dtype == torch.uint8
     rows = items.iloc[[4, 0]].assign(label=[0, 1], role="support")
     episode = inputs.episode(rows, rows)
@@ -54,7 +54,7 @@ def test_a_backbone_trained_from_scratch_trains_on_decoded_items(tmp_path):
     torch.manual_seed(0)
     method, frozen = checkpoint.build(entry, on_features=False, text_dim=384)
     assert not frozen
-    inputs = ItemInputs(items, "conv4", frozen, _text(tmp_path), modality_of("image"))
+    inputs = ItemInputs(items, "conv4", frozen, _text(tmp_path), modality_of("image"), None)
     sampler = EpisodeSampler(items, EpisodeSpec(3, 1, 1), "train")
     val = sample_table(sampler, 4, seed=1)
     before = [p.detach().clone() for p in method.parameters()]

@@ -109,15 +109,16 @@ def test_ingest_stage_takes_any_file_name_a_file_system_allows(tmp_path):
         for name in ODD_NAMES:
             Image.new("RGB", (8, 8), (40 * c, 0, 0)).save(folder / f"class_{c}" / name)
     raw = merged(yaml.safe_load((ROOT / "params.yaml").read_text()),
-                 {"data": {"source": "image_folder", "folder": str(folder)}})
+                 {"domains": {"images": {"source": "image_folder", "folder": str(folder)}}})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/m.db")
-    done = subprocess.run([sys.executable, "-m", "fewshot.stages.ingest"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "fewshot.stages.ingest", "images"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    manifest = pd.read_csv(tmp_path / "data/raw/manifest.csv", dtype=str, keep_default_na=False)
+    raw_dir = tmp_path / "data/images/raw"
+    manifest = pd.read_csv(raw_dir / "manifest.csv", dtype=str, keep_default_na=False)
     assert sorted(manifest["group"]) == sorted(Path(n).stem for n in ODD_NAMES for _ in range(2))
-    assert all((tmp_path / "data/raw" / p).is_file() for p in manifest["path"])
+    assert all((raw_dir / p).is_file() for p in manifest["path"])
 
 
 def test_a_file_name_that_is_not_text_is_one_line(image_folder, tmp_path):

@@ -81,14 +81,20 @@ def kind(request):
     """(modality, its settings from the repository's params.yaml)."""
     name = request.param
     assert name in SAMPLES, f"modality '{name}' has no sample files in this test; add a maker to SAMPLES"
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())["modality"]
     modality = modality_of(name)
-    return modality, modality.settings(raw[name])
+    return modality, modality.settings(_repository_settings()[name])
+
+
+def _repository_settings() -> dict:
+    """Settings per kind of data, from the domains of the repository's params.yaml."""
+    from fewshot.data.sources import SOURCES
+
+    domains = yaml.safe_load((ROOT / "params.yaml").read_text())["domains"]
+    return {SOURCES.get(d["source"]).modality: d["settings"] for d in domains.values()}
 
 
 def test_every_modality_has_samples_and_repository_settings():
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())["modality"]
-    assert NAMES and set(NAMES) == set(SAMPLES) and set(raw) <= set(NAMES)
+    assert NAMES and set(NAMES) == set(SAMPLES) == set(_repository_settings())
 
 
 def test_inference_reads_a_file_exactly_as_curation_stored_it(kind, tmp_path):
@@ -148,7 +154,7 @@ def test_settings_refuse_an_unknown_key_naming_it(kind):
     modality, settings = kind
     raw = modality.settings_dict(settings)
     assert modality.settings(raw) == settings  # round trip of what a trained model records
-    with pytest.raises(UserError, match=rf"unknown params key 'modality\.{modality.name}\.sizee'"):
+    with pytest.raises(UserError, match=rf"unknown params key '{modality.name}\.settings\.sizee'"):
         modality.settings(raw | {"sizee": 1})
 
 

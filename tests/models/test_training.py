@@ -52,15 +52,17 @@ def one_thread():
 
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
-    """Inputs read through the real caches (features under ./data/features, as ItemInputs reads
-    them), a 10-way train sampler on 12 classes and a fixed 5-way val table on the 6 others."""
+    """Inputs read through the real caches (features in a domain's features folder, as ItemInputs
+    reads them), a 10-way train sampler on 12 classes and a fixed 5-way val table on the 6 others."""
     monkeypatch.chdir(tmp_path)
     items, vectors = _items_and_features()
-    features.save(features.path_for(BACKBONE), list(items["item_id"]), list(items["sha256"]), vectors)
+    folder = tmp_path / "features"
+    features.save(features.path_for(BACKBONE, folder), list(items["item_id"]), list(items["sha256"]),
+                  vectors)
     classes = pd.DataFrame({"class_id": sorted(items["class_id"].unique())})
     text.save(tmp_path / "text.safetensors", classes, torch.randn(len(classes), TEXT_DIM),
               ["x"] * len(classes), torch.zeros(1, TEXT_DIM), ["{name}"])
-    inputs = ItemInputs(items, BACKBONE, True, TextFeatures(tmp_path / "text.safetensors"), None)
+    inputs = ItemInputs(items, BACKBONE, True, TextFeatures(tmp_path / "text.safetensors"), None, folder)
     is_train = items["class_id"] < f"c{TRAIN_CLASSES:02d}"
     sampler = EpisodeSampler(items[is_train], EpisodeSpec(10, 1, 2), "train")
     val_table = sample_table(EpisodeSampler(items[~is_train], EpisodeSpec(N_WAY, 1, 2), "val"), 40, seed=1)

@@ -50,9 +50,10 @@ def test_warned_numbers_are_listed_in_the_report():
               "ece_calibrated": 0.023, "nll": 1.6, "nll_calibrated": 1.609, "brier": 0.8,
               "temperature": 999.94, "warnings": found,
               "latency": {f"{k}_{q}_ms": 1.0 for k in ("support", "query") for q in ("p50", "p95")}}
-    text = _markdown({"baseline_conse": result}, {}, "Data: **image_folder** (folder `/x`)")
-    assert "Data: **image_folder** (folder `/x`)" in text
-    assert "## Warnings" in text and f"- **baseline_conse**: {found[1]}" in text
+    text = _markdown({"images": ("Data: **image_folder** (folder `/x`)", {"baseline_conse": result})},
+                     {}, 5, 1)
+    assert "## images" in text and "Data: **image_folder** (folder `/x`)" in text
+    assert "### Warnings (images)" in text and f"- **baseline_conse**: {found[1]}" in text
 
 
 def _fixture_model(folder: Path, name: str, per_episode: np.ndarray, confident: float, **fields) -> dict:
@@ -79,27 +80,37 @@ def _fixture_model(folder: Path, name: str, per_episode: np.ndarray, confident: 
                             "mean_confidence": confident}))
     write_csv(folder / paths.PLOTS / name / "reliability.csv", bins)
     write_csv(folder / paths.PLOTS / name / "reliability_calibrated.csv", bins)
+    classes = ["a", "b", "c", "d", "e"]
+    write_csv(folder / paths.PLOTS / name / "confusion.csv",
+              pd.DataFrame([(t, p, 40 if t == p else int(rng.integers(0, 10))) for t in classes
+                            for p in classes], columns=["true_class", "predicted_class", "queries"]))
     return result
 
 
 def test_report_stage_writes_table_figures_and_summary_from_metrics(tmp_path, monkeypatch):
-    """The whole stage on two fixture models: each table row carries its model's numbers as the
-    report formats them, rows keep the order of params `models` (the report does not re-rank: the
-    weaker model, listed first, stays first), every figure is a real picture, summary.csv has one
-    row per model with its accuracy, on non-default data docs/results is left alone, and one
-    finished MLflow run holds the report and its figures. (Most of the run time is MLflow creating
-    its sqlite tables.)"""
+    """The whole stage on three fixture models in two domains: a section per domain, each table row
+    carries its model's numbers as the report formats them, rows keep the order of params `models`
+    (the report does not re-rank: the weaker model, listed first, stays first), every figure of
+    each domain (a confusion matrix included) is a real picture, summary.csv has one row per model
+    with its domain and accuracy, on non-default data docs/results is left alone, and one finished
+    MLflow run holds the report and its figures. (Most of the run time is MLflow creating its
+    sqlite tables.)"""
     rng = np.random.default_rng(0)
     weak = _fixture_model(tmp_path, "weak_model", rng.choice([0.0, 0.2, 0.4, 0.6], 40), 0.5,
                           warnings=["a fixture warning"])
     strong = _fixture_model(tmp_path, "strong_model", rng.choice([0.6, 0.8, 1.0], 40), 0.9,
                             frozen=False, trained=True, train_seconds=90.4, temperature=1.25)
+    curves = _fixture_model(tmp_path, "curves_model", rng.choice([0.4, 0.6], 40), 0.6,
+                            backbone="lc_cnn", n_query=15)
     assert weak["accuracy"] + 0.3 < strong["accuracy"]
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["models"] = {"weak_model": {"method": "protonet"}, "strong_model": {"method": "protonet"}}
-    params["data"]["source"] = "image_folder"
+    params["models"] = {"weak_model": {"domain": "images", "method": "protonet"},
+                        "strong_model": {"domain": "images", "method": "protonet"},
+                        "curves_model": {"domain": "light_curves", "method": "protonet",
+                                         "backbone": "lc_cnn"}}
+    params["domains"]["images"]["source"] = "image_folder"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    write_json(tmp_path / paths.METRICS / "curate.json",
+    write_json(tmp_path / paths.Domain("images").curate_metrics,
                {"data_sha256": "feedfacecafebeef" * 4, "items": 96, "classes_test": 4})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/m.db")
@@ -107,32 +118,38 @@ def test_report_stage_writes_table_figures_and_summary_from_metrics(tmp_path, mo
     report.main()
 
     text = paths.REPORT.read_text()
+    assert text.index("## images") < text.index("## light_curves")
     assert ("Data: **image_folder** (folder `data/shapes`); 96 curated items, 4 test classes; "
             "curated data sha256 `feedfacecafebeef`.") in text
+    assert "Data: **plasticc** (PLAsTiCC training set" in text
+    assert "5-way 1-shot, 15 query per class" in text
     assert "5-way 1-shot, 1 query per class; 40 test episodes (file hash `0123456789ab`)" in text
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "_model" in line]
-    assert [row[0] for row in rows] == ["| weak_model", "| strong_model"]
-    for row, r in zip(rows, [weak, strong], strict=True):
+    assert [row[0] for row in rows] == ["| weak_model", "| strong_model", "| curves_model"]
+    for row, r in zip(rows, [weak, strong, curves], strict=True):
         assert row[4] == f"{r['accuracy']:.4f} ± {r['accuracy_ci95']:.4f}"
         assert row[8] == f"{r['temperature']:.3f}"
     assert rows[0][2:4] == ["efficientnet_lite0", "no"]
     assert rows[1][2:4] == ["efficientnet_lite0 (fine-tuned)", "90 s"]
-    assert "## Warnings" in text and "- **weak_model**: a fixture warning" in text
+    assert "### Warnings (images)" in text and "- **weak_model**: a fixture warning" in text
 
-    for name in ("accuracy", "reliability", "episode_accuracy", "latency"):
+    figures = [f"{kind}_{domain}" for domain in ("images", "light_curves")
+               for kind in ("accuracy", "confusion", "reliability", "episode_accuracy", "latency")]
+    for name in figures:
         png = paths.FIGURES / f"{name}.png"
-        assert f"![{name}](figures/{name}.png)" in text
+        assert f"]({(paths.FIGURES / name).relative_to('reports').as_posix()}.png)" in text
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(png) as picture:
             pixels = np.asarray(picture.convert("L"))
         assert min(pixels.shape) > 150 and pixels.std() > 10, name  # drawn on, not a blank canvas
+    assert report.best_model({"weak_model": weak, "strong_model": strong}) == "strong_model"
 
     summary = pd.read_csv(paths.SUMMARY)
-    assert list(summary["model"]) == ["weak_model", "strong_model"]
-    assert list(summary["n_way"]) == [5, 5] and list(summary["n_shot"]) == [1, 1]
-    assert summary["accuracy"].tolist() == pytest.approx([weak["accuracy"], strong["accuracy"]], rel=1e-5)
-    assert summary["accuracy_ci95"].tolist() == pytest.approx(
-        [weak["accuracy_ci95"], strong["accuracy_ci95"]], rel=1e-5)
+    assert list(summary["model"]) == ["weak_model", "strong_model", "curves_model"]
+    assert list(summary["domain"]) == ["images", "images", "light_curves"]
+    assert list(summary["n_way"]) == [5, 5, 5] and list(summary["n_shot"]) == [1, 1, 1]
+    assert summary["accuracy"].tolist() == pytest.approx(
+        [weak["accuracy"], strong["accuracy"], curves["accuracy"]], rel=1e-5)
     assert not (tmp_path / "docs").exists()
 
     import mlflow  # already imported by the stage
@@ -142,4 +159,4 @@ def test_report_stage_writes_table_figures_and_summary_from_metrics(tmp_path, mo
     [run] = client.search_runs([experiment.experiment_id])
     assert run.data.tags["stage"] == "report" and run.info.status == "FINISHED"
     logged = sorted(Path(a.path).name for a in client.list_artifacts(run.info.run_id, "report"))
-    assert logged == ["accuracy.png", "episode_accuracy.png", "latency.png", "reliability.png", "report.md"]
+    assert logged == sorted([f"{name}.png" for name in figures] + ["report.md"])

@@ -1,8 +1,8 @@
 """Rules that span sections of params.yaml, checked by `params.load` (so by every stage and by
-the `check` stage): the data source and its modality's settings; each model's method, backbone
-and options; that a model's backbone takes the data's modality; that every frozen backbone a
-model uses is cached by `embed`. The registries are imported here, lazily, so that reading params
-stays cheap for whoever does not validate.
+the `check` stage): each domain's source and its modality's settings; each model's domain, method,
+backbone and options; that a model's backbone takes its domain's modality; that every frozen
+backbone a model uses is cached by its domain's `embed`. The registries are imported here,
+lazily, so that reading params stays cheap for whoever does not validate.
 """
 
 from __future__ import annotations
@@ -13,40 +13,47 @@ from fewshot.core.errors import UserError
 def check(params) -> None:
     """Raise `UserError` on the first cross-section problem of already-typed params."""
     from fewshot.core.params import from_dict
-    from fewshot.data.sources import SOURCES
-    from fewshot.modalities import modality_of
     from fewshot.models.backbones import BACKBONES
     from fewshot.models.methods import METHODS
 
-    modality = modality_of(SOURCES.get(params.data.source).modality)
-    unknown = sorted(set(params.modality) - set(_modality_names()))
-    if unknown:
-        raise UserError(f"params 'modality' has unknown kind(s) {unknown}; valid: "
-                        f"{', '.join(_modality_names())}")
-    if modality.name not in params.modality:
-        raise UserError(f"params 'modality' lacks '{modality.name}', the kind of data source "
-                        f"'{params.data.source}' gives; add its settings (docs/data.md)")
-    for kind, settings in params.modality.items():
-        modality_of(kind).settings(settings)
-    for name in params.embed.backbones:
-        backbone = BACKBONES.get(name)
-        _raise_if_other_modality(f"embed.backbones lists '{name}'", name, modality.name)
-        if not getattr(backbone, "pretrained", True):
-            raise UserError(f"embed.backbones lists '{name}', which is trained from scratch and "
-                            "cannot be cached; list only pretrained backbones")
+    if "domain" in params.model_defaults:
+        raise UserError("model_defaults sets 'domain'; name the domain in every `models` entry "
+                        "instead (dvc.yaml reads it from the entry)")
+    kinds = {name: _check_domain(name, domain) for name, domain in params.domains.items()}
     for name, entry in params.models.items():
+        if entry.domain not in kinds:
+            raise UserError(f"models.{name} names domain '{entry.domain}', which params 'domains' "
+                            f"does not have ({', '.join(kinds)}); remove the model or add the domain")
+        domain = params.domains[entry.domain]
         cls = METHODS.get(entry.method)
         options = from_dict(entry.options, cls.Options, prefix=f"models.{name}.options.")
         pretrained = BACKBONES.get(entry.backbone).pretrained
-        _raise_if_other_modality(f"models.{name}", entry.backbone, modality.name)
+        _raise_if_other_modality(f"models.{name}", entry.backbone, kinds[entry.domain])
         try:
             cls.check_entry(options, entry.head_dim, pretrained)
         except UserError as err:
             raise UserError(f"models.{name}: {err}") from None
-        if entry.freeze and pretrained and entry.backbone not in params.embed.backbones:
+        if entry.freeze and pretrained and entry.backbone not in domain.embed.backbones:
             raise UserError(f"models.{name} uses frozen backbone '{entry.backbone}', which "
-                            f"embed.backbones ({', '.join(params.embed.backbones)}) does not cache; "
-                            "add it there")
+                            f"domains.{entry.domain}.embed.backbones "
+                            f"({', '.join(domain.embed.backbones)}) does not cache; add it there")
+
+
+def _check_domain(name: str, domain) -> str:
+    """A domain's source, its modality's settings and its cached backbones; -> the modality's name."""
+    from fewshot.data.sources import SOURCES
+    from fewshot.models.backbones import BACKBONES
+
+    modality = SOURCES.get(domain.source).modality
+    from fewshot.modalities import modality_of
+
+    modality_of(modality).settings(domain.settings, prefix=f"domains.{name}.settings.")
+    for backbone in domain.embed.backbones:
+        _raise_if_other_modality(f"domains.{name}.embed.backbones lists '{backbone}'", backbone, modality)
+        if not BACKBONES.get(backbone).pretrained:
+            raise UserError(f"domains.{name}.embed.backbones lists '{backbone}', which is trained "
+                            "from scratch and cannot be cached; list only pretrained or fixed ones")
+    return modality
 
 
 def _raise_if_other_modality(where: str, backbone: str, modality: str) -> None:
@@ -54,14 +61,9 @@ def _raise_if_other_modality(where: str, backbone: str, modality: str) -> None:
 
     takes = BACKBONES.get(backbone).modality
     if takes != modality:
-        raise UserError(f"{where}: backbone '{backbone}' encodes {takes} data but the data source "
-                        f"gives {modality} data; choose one of {', '.join(_backbones_for(modality))}")
-
-
-def _modality_names() -> list[str]:
-    from fewshot.modalities import MODALITIES
-
-    return MODALITIES.names()
+        raise UserError(f"{where}: backbone '{backbone}' encodes {takes} data but its domain's "
+                        f"source gives {modality} data; choose one of "
+                        f"{', '.join(_backbones_for(modality))}")
 
 
 def _backbones_for(modality: str) -> list[str]:

@@ -26,12 +26,6 @@ def _require(ok: bool, message: str) -> None:
 
 
 @dataclass(frozen=True)
-class Data:
-    source: str      # a name of fewshot.data.sources.SOURCES
-    folder: str      # the folder of a folder source (one sub-folder per class)
-
-
-@dataclass(frozen=True)
 class Curate:
     min_groups: int  # keep classes with items in at least this many groups
     val_fraction: float
@@ -75,10 +69,28 @@ class Embed:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """One benchmark of the pipeline: its data, how items of its kind are stored, its splits,
+    episodes and cached features (`data/<domain>/`)."""
+
+    source: str      # a name of fewshot.data.sources.SOURCES
+    folder: str      # the folder of a folder source (one sub-folder per class); must exist (a DVC dep)
+    settings: dict   # of the source's modality (checked by fewshot.modalities)
+    n_query: int     # query items per class in this domain's episodes
+    curate: Curate
+    episodes: Episodes
+    embed: Embed
+
+    def __post_init__(self):
+        _require(self.n_query >= 1, f"n_query={self.n_query} must be >= 1")
+
+
+@dataclass(frozen=True)
 class Model:
     """One row of the comparison: a method on a backbone, trained (or not) with these settings.
     Keys an entry leaves out come from params `model_defaults`."""
 
+    domain: str            # a key of params `domains`: the data it is trained and evaluated on
     method: str
     backbone: str
     freeze: bool           # pretrained backbones only; false fine-tunes it from raw inputs
@@ -146,12 +158,7 @@ class Params:
     seed: int
     n_way: int
     n_shot: int
-    n_query: int
-    data: Data
-    modality: dict              # settings per kind of data, checked by fewshot.modalities
-    curate: Curate
-    episodes: Episodes
-    embed: Embed
+    domains: dict[str, Domain]  # the benchmarks one `dvc repro` builds
     model_defaults: dict        # what a `models` entry leaves out
     models: dict[str, Model]
     train: Train
@@ -160,9 +167,15 @@ class Params:
     gate: Gate
 
     def __post_init__(self):
-        _require(self.n_way >= 2 and min(self.n_shot, self.n_query) >= 1,
-                 f"n_way={self.n_way} must be >= 2, n_shot={self.n_shot} and n_query={self.n_query} >= 1")
+        _require(self.n_way >= 2 and self.n_shot >= 1,
+                 f"n_way={self.n_way} must be >= 2 and n_shot={self.n_shot} >= 1")
+        _require(bool(self.domains), "params 'domains' is empty; add at least one (docs/data.md)")
         _require(bool(self.models), "params 'models' is empty; add at least one entry (docs/methods.md)")
+
+    def domain_of(self, model: str) -> tuple[str, Domain]:
+        """(domain name, its settings) of a `models` entry."""
+        name = self.models[model].domain
+        return name, self.domains[name]
 
 
 def load(path: str | Path = "params.yaml") -> Params:

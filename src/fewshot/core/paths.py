@@ -1,17 +1,9 @@
 """Where the pipeline's files live, relative to the repository root (the `outs` of dvc.yaml)."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 CHECK = Path("reports/check.json")  # the check stage's stamp (see fewshot.stages.check)
-RAW = Path("data/raw")
-SOURCE = RAW / "source.json"  # the source and the modality of its files (written by ingest)
-ITEMS = Path("data/curated/items.parquet")
-CLASSES = Path("data/curated/classes.parquet")
-KIND = Path("data/curated/modality.json")  # the curated items' modality and its settings
-EPISODES = Path("data/episodes")
-VAL_EPISODES = EPISODES / "val.parquet"    # model selection and calibration (train, evaluate)
-TEST_EPISODES = EPISODES / "test.parquet"  # the reported results (evaluate only)
-FEATURES = Path("data/features")
 MODELS = Path("data/models")
 METRICS = Path("reports/metrics")
 PLOTS = Path("reports/plots")
@@ -19,6 +11,73 @@ FIGURES = Path("reports/figures")
 VALIDATION = Path("reports/validation")
 REPORT = Path("reports/report.md")
 SUMMARY = Path("reports/summary.csv")  # one row per model: n_way, n_shot, accuracy (plots)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where one domain's data lives: `data/<domain>/...` (params `domains.<domain>`).
+
+    >>> Domain("images").test_episodes.as_posix()
+    'data/images/episodes/test.parquet'
+    """
+
+    name: str
+
+    @property
+    def root(self) -> Path:
+        return Path("data") / self.name
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def source(self) -> Path:  # the source and the modality of its files (written by ingest)
+        return self.raw / "source.json"
+
+    @property
+    def curated(self) -> Path:
+        return self.root / "curated"
+
+    @property
+    def items(self) -> Path:
+        return self.curated / "items.parquet"
+
+    @property
+    def classes(self) -> Path:
+        return self.curated / "classes.parquet"
+
+    @property
+    def kind(self) -> Path:  # the curated items' modality and its settings
+        return self.curated / "modality.json"
+
+    @property
+    def episodes(self) -> Path:
+        return self.root / "episodes"
+
+    @property
+    def val_episodes(self) -> Path:  # model selection and calibration (train, evaluate)
+        return self.episodes / "val.parquet"
+
+    @property
+    def test_episodes(self) -> Path:  # the reported results (evaluate only)
+        return self.episodes / "test.parquet"
+
+    @property
+    def features(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def text(self) -> Path:  # class-text embeddings (embed)
+        return self.features / "text.safetensors"
+
+    @property
+    def curate_metrics(self) -> Path:
+        return METRICS / f"curate_{self.name}.json"
+
+    @property
+    def curate_report(self) -> Path:
+        return VALIDATION / f"curate_{self.name}.json"
 
 
 def model_file(method: str) -> Path:

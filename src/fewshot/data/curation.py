@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fewshot.core import paths
 from fewshot.core.progress import progress
 from fewshot.modalities import Modality, modality_of
 
@@ -118,7 +117,7 @@ def digest(items: pd.DataFrame) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def curated_kind(path: Path = paths.KIND) -> tuple[Modality, object]:
+def curated_kind(path: Path) -> tuple[Modality, object]:
     """The modality of the curated items and the settings they were stored with."""
     kind = json.loads(Path(path).read_text())
     modality = modality_of(kind["modality"])

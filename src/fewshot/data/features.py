@@ -1,4 +1,5 @@
-"""Cached features of frozen backbones: computed once per (backbone, item), read by train and evaluate."""
+"""Cached features of frozen backbones: computed once per (backbone, item) into a domain's
+`data/<domain>/features/`, read by train and evaluate."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fewshot.core import paths
 from fewshot.core.errors import UserError
 from fewshot.core.fileio import load_tensors, save_tensors
 
 
-def path_for(backbone: str, folder: Path = paths.FEATURES) -> Path:
+def path_for(backbone: str, folder: Path) -> Path:
     return folder / f"{backbone}.safetensors"
 
 
@@ -20,7 +20,7 @@ def save(path: Path, item_ids: list[str], sha256: list[str], features: torch.Ten
     save_tensors(path, {"features": features}, {"item_id": list(item_ids), "sha256": list(sha256)})
 
 
-def load_for(items: pd.DataFrame, backbone: str, folder: Path = paths.FEATURES) -> torch.Tensor:
+def load_for(items: pd.DataFrame, backbone: str, folder: Path) -> torch.Tensor:
     """Features (len(items), D) in the order of `items`, checked against the items' content hashes.
 
     Raises:
@@ -29,7 +29,7 @@ def load_for(items: pd.DataFrame, backbone: str, folder: Path = paths.FEATURES) 
     path = path_for(backbone, folder)
     if not path.exists():
         raise UserError(f"no cached features for backbone '{backbone}' at {path}; "
-                        "add it to embed.backbones")
+                        "add it to its domain's embed.backbones")
     tensors, cached = load_tensors(path)
     cached["features"] = tensors["features"]
     row_of = {item: i for i, item in enumerate(cached["item_id"])}

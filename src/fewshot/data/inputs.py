@@ -1,7 +1,10 @@
-"""Model inputs of curated items, addressed by `item_id`: cached backbone features, or the items
-decoded by their modality; and the text embedding of each class."""
+"""Model inputs of curated items, addressed by `item_id`: cached backbone features (from a
+domain's features folder), or the items decoded by their modality; and the text embedding of each
+class."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -17,9 +20,9 @@ class ItemInputs:
     `modality`), and the cached text embedding of each class."""
 
     def __init__(self, items: pd.DataFrame, backbone: str, on_features: bool, text: TextFeatures,
-                 modality: Modality):
+                 modality: Modality, features_folder: Path | None):
         if on_features:
-            self.tensor = features.load_for(items, backbone)
+            self.tensor = features.load_for(items, backbone, features_folder)
         else:
             self.tensor = modality.decode(list(items["content"]))
         self._row = {item: i for i, item in enumerate(items["item_id"])}

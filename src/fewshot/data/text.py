@@ -3,7 +3,8 @@
 A class is described by several prompt templates filled from its name, category, subcategory and
 description; its text embedding is the normalised mean of the templates' embeddings. Embeddings of
 every class (and of the 1,000 ImageNet class names, for ConSE) are computed once by the embed stage
-and cached in `data/features/text.safetensors`, so training and evaluation never run the text encoder.
+and cached in `data/<domain>/features/text.safetensors`, so training and evaluation never run the
+text encoder.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fewshot.core import paths
 from fewshot.core.errors import UserError
 from fewshot.core.fileio import load_tensors, save_tensors
 
 MODEL_NAME = "all-MiniLM-L6-v2"
-PATH = paths.FEATURES / "text.safetensors"
 FIELDS = ("name", "category", "subcategory", "description")
 
 
@@ -131,7 +130,7 @@ def save(path: Path, classes: pd.DataFrame, embeddings: torch.Tensor, hashes: li
 class TextFeatures:
     """Cached class text embeddings, looked up by class id."""
 
-    def __init__(self, path: Path = PATH):
+    def __init__(self, path: Path):
         if not path.exists():
             raise UserError(f"no cached text embeddings at {path}; run the embed stage")
         tensors, cached = load_tensors(path)

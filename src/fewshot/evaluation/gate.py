@@ -70,8 +70,8 @@ def workspace_snapshot() -> dict:
     names = sorted(p.stem for p in paths.METRICS.glob("*.json"))
     if not names:
         raise UserError(f"no results in {paths.METRICS}/; run `dvc repro` first")
-    hashes = {split: episodes_lib.file_hash(path) for split, path in
-              (("val", paths.VAL_EPISODES), ("test", paths.TEST_EPISODES)) if path.is_file()}
+    hashes = {f"{path.parent.parent.name}/{path.stem}": episodes_lib.file_hash(path)
+              for path in sorted(Path("data").glob("*/episodes/*.parquet"))}  # domain/split
     result = snapshot(lambda path: Path(path).read_text() if Path(path).is_file() else None,
                       names, hashes)
     if not result["models"]:
@@ -159,7 +159,7 @@ def _refuse_different_episodes(baseline: dict, current: dict) -> None:
                 f"model '{name}': baseline results come from test episodes "
                 f"{str(base.get('episodes_hash'))[:12]} but current from "
                 f"{str(cur.get('episodes_hash'))[:12]}; compare results on the same episode file "
-                "(same data, seed, n_way, n_shot, n_query, episodes) or update the baseline")
+                "(same data, seed, n_way, n_shot, the domain's n_query and episodes) or update the baseline")
         if len(base["per_episode"]) != len(cur["per_episode"]):
             raise UserError(f"model '{name}': baseline has {len(base['per_episode'])} per-episode "
                             f"results but current {len(cur['per_episode'])}; expected the same")

@@ -10,7 +10,8 @@ logits. An entry of `MODALITIES` says:
   latency from raw inputs), how several become a batch (`collate`), and what a neutral input
   looks like (`blank`, for probing a support set);
 - which files it reads (`suffixes`) and what the serving interface accepts (`payload`);
-- its settings (`Settings`, from params `modality.<name>`), recorded in every trained model.
+- its settings (`Settings`, from params `domains.<domain>.settings`), recorded in every trained
+  model.
 Encoders say which modality they take (`fewshot.models.backbones.Backbone.modality`).
 
 Adding a kind of data = a source (`fewshot.data.sources`) + an entry here + params; see
@@ -40,11 +41,12 @@ class Modality(abc.ABC):
     suffixes: frozenset[str]
     payload: str  # the serving input column holding one raw file, base64-encoded
 
-    def settings(self, raw: dict | None) -> object:
-        """Typed settings from params `modality.<name>` (unknown keys and bad values refused)."""
+    def settings(self, raw: dict | None, prefix: str | None = None) -> object:
+        """Typed settings from params `domains.<domain>.settings` (unknown keys and bad values
+        refused, named under `prefix`)."""
         from fewshot.core.params import from_dict
 
-        return from_dict(raw or {}, self.Settings, prefix=f"modality.{self.name}.")
+        return from_dict(raw or {}, self.Settings, prefix=prefix or f"{self.name}.settings.")
 
     def settings_dict(self, settings: object) -> dict:
         return dataclasses.asdict(settings)

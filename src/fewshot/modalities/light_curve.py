@@ -184,7 +184,7 @@ def _band_indices(path: Path, column, bands: list[str]) -> np.ndarray:
         row = int(np.flatnonzero(unknown.to_numpy())[0])
         raise UserError(f"light curve '{path}' row {row + 2}: band {values.iloc[row]!r} is not one "
                         f"of {', '.join(bands)} (or an index 0-{len(bands) - 1}); set "
-                        "modality.light_curve.bands")
+                        "the domain's settings.bands")
     return values.map(index).to_numpy(dtype=float)
 
 

@@ -1,4 +1,5 @@
-"""The command line of the per-model stages (`train@<name>`, `evaluate@<name>`)."""
+"""The command line of the per-domain stages (`ingest@<domain>`, ..., `embed@<domain>`) and the
+per-model stages (`train@<name>`, `evaluate@<name>`)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,26 @@ def model_from_argv(stage: str, models: dict, argv: list[str] | None = None) -> 
     Traceback (most recent call last):
     fewshot.core.errors.UserError: unknown model 'proto'; params 'models' has: protonet
     """
+    return _key_from_argv(stage, "MODEL", "model", "models", models, argv)
+
+
+def domain_from_argv(stage: str, domains: dict, argv: list[str] | None = None) -> str:
+    """The `domains` entry an `ingest@<domain>` (curate, episodes, embed) stage runs.
+
+    >>> domain_from_argv("ingest", {"images": None}, ["ingest", "imgs"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    fewshot.core.errors.UserError: unknown domain 'imgs'; params 'domains' has: images
+    """
+    return _key_from_argv(stage, "DOMAIN", "domain", "domains", domains, argv)
+
+
+def _key_from_argv(stage: str, usage: str, what: str, section: str, keys: dict,
+                   argv: list[str] | None) -> str:
     argv = sys.argv if argv is None else argv
-    names = ", ".join(models)
+    names = ", ".join(keys)
     if len(argv) != 2:
-        raise UserError(f"usage: python -m fewshot.stages.{stage} MODEL (a key of params 'models': {names})")
-    if argv[1] not in models:
-        raise UserError(f"unknown model '{argv[1]}'; params 'models' has: {names}")
+        raise UserError(f"usage: python -m fewshot.stages.{stage} {usage} (a key of params "
+                        f"'{section}': {names})")
+    if argv[1] not in keys:
+        raise UserError(f"unknown {what} '{argv[1]}'; params '{section}' has: {names}")
     return argv[1]

@@ -1,13 +1,14 @@
-"""Stage `curate`: raw files -> validated items and class tables with class-disjoint splits.
+"""Stage `curate@<domain>`: raw files -> validated items and class tables with class-disjoint
+test classes.
 
-Usage: python -m fewshot.stages.curate        (run by `dvc repro`, from the repository root)
-Params: curate.min_groups, val_fraction, test_fraction, test_classes, val_split, split_seed;
-modality.<kind of the data>
-Reads: data/raw/ (manifest.csv, source.json). Writes: data/curated/{items,classes}.parquet and
-modality.json (the kind of data and its settings), reports/metrics/curate.json (gate
-summary, counts, and a digest of the curated data that the report names),
-reports/validation/curate.json (every expectation). Fails, writing no data, when a Great
-Expectations check fails.
+Usage: python -m fewshot.stages.curate DOMAIN  (run by `dvc repro` as curate@DOMAIN)
+Params: domains.DOMAIN.curate (min_groups, val_fraction, test_fraction, test_classes, val_split,
+split_seed), domains.DOMAIN.settings (of the source's kind of data)
+Reads: data/<domain>/raw/ (manifest.csv, source.json). Writes: data/<domain>/curated/
+{items,classes}.parquet and modality.json (the kind of data and its settings),
+reports/metrics/curate_<domain>.json (gate summary, counts, and a digest of the curated data that
+the report names), reports/validation/curate_<domain>.json (every expectation). Fails, writing no
+data, when a Great Expectations check fails.
 """
 
 from __future__ import annotations
@@ -24,32 +25,32 @@ from fewshot.core.tracking import stage_run
 from fewshot.data import curation
 from fewshot.data.validation import check_items
 from fewshot.modalities import modality_of
-
-GATE_METRICS = paths.METRICS / "curate.json"
-GATE_REPORT = paths.VALIDATION / "curate.json"
+from fewshot.stages.argv import domain_from_argv
 
 
 @one_line_errors
 def main() -> None:
     params = params_lib.load()
-    cfg = params.curate
-    manifest = pd.read_csv(paths.RAW / "manifest.csv", dtype=str, keep_default_na=False)
-    kind = json.loads(paths.SOURCE.read_text())["modality"]
+    name = domain_from_argv("curate", params.domains)
+    cfg, where = params.domains[name].curate, paths.Domain(name)
+    manifest = pd.read_csv(where.raw / "manifest.csv", dtype=str, keep_default_na=False)
+    kind = json.loads(where.source.read_text())["modality"]
     modality = modality_of(kind)
-    settings = modality.settings(params.modality.get(kind))
-    with stage_run("curate", params.tracking.experiment) as run:
-        run.log_params(params_lib.section(params, "curate") | {"modality": kind}
-                       | {f"modality.{kind}.{k}": v for k, v in modality.settings_dict(settings).items()})
-        items = curation.build_items(manifest, paths.RAW, modality, settings)
+    settings = modality.settings(params.domains[name].settings, prefix=f"domains.{name}.settings.")
+    with stage_run(f"curate@{name}", params.tracking.experiment, {"domain": name}) as run:
+        run.log_params(params_lib.section(params, f"domains.{name}.curate") | {"modality": kind}
+                       | {f"settings.{k}": v for k, v in modality.settings_dict(settings).items()})
+        items = curation.build_items(manifest, where.raw, modality, settings)
         n_before = items["class_id"].nunique()
         items = curation.keep_classes_with_groups(items, cfg.min_groups)
         dropped = n_before - items["class_id"].nunique()
         if dropped:
-            print(f"curate: dropped {dropped} of {n_before} classes with items in fewer than "
+            print(f"curate@{name}: dropped {dropped} of {n_before} classes with items in fewer than "
                   f"curate.min_groups={cfg.min_groups} groups")
         if items.empty:
-            raise UserError(f"no class has items in curate.min_groups={cfg.min_groups} groups; lower it")
-        _raise_if_unknown_test_classes(cfg.test_classes, set(items["class_id"]))
+            raise UserError(f"no class has items in domains.{name}.curate.min_groups={cfg.min_groups} "
+                            "groups; lower it")
+        _raise_if_unknown_test_classes(name, cfg.test_classes, set(items["class_id"]))
         by_groups = cfg.val_split == "groups"
         split_of = curation.assign_splits(
             items["class_id"].unique().tolist(), 0.0 if by_groups else cfg.val_fraction,
@@ -59,26 +60,27 @@ def main() -> None:
             items["split"] = curation.hold_out_groups(items, cfg.val_fraction, cfg.split_seed)
         gate = check_items(items, cfg.min_groups, modality, settings, val_shares_classes=by_groups)
         summary = gate.summary() | _counts(items)
-        write_json(GATE_REPORT, summary)
+        write_json(where.curate_report, summary)
         scalars = {k: v for k, v in summary.items() if k != "checks"}
-        write_json(GATE_METRICS, scalars)
+        write_json(where.curate_metrics, scalars)
         run.log_metrics({k: v for k, v in scalars.items() if k != "data_sha256"})
         run.log_params({"data_sha256": scalars["data_sha256"]})
-        run.log_artifact(GATE_REPORT)
+        run.log_artifact(where.curate_report)
         if not gate.success:
-            raise UserError(f"data validation failed: {gate.failure_line()} (see {GATE_REPORT})")
-        write_parquet(paths.ITEMS, items)
-        write_parquet(paths.CLASSES, curation.class_table(items))
-        write_json(paths.KIND, {"modality": kind, "settings": modality.settings_dict(settings)})
-        print(f"curate: {len(items)} items, classes per split "
-              f"{ {s: summary[f'classes_{s}'] for s in ('train', 'val', 'test')} } -> {paths.ITEMS}")
+            raise UserError(f"data validation failed: {gate.failure_line()} (see {where.curate_report})")
+        write_parquet(where.items, items)
+        write_parquet(where.classes, curation.class_table(items))
+        write_json(where.kind, {"modality": kind, "settings": modality.settings_dict(settings)})
+        print(f"curate@{name}: {len(items)} items, classes per split "
+              f"{ {s: summary[f'classes_{s}'] for s in ('train', 'val', 'test')} } -> {where.items}")
 
 
-def _raise_if_unknown_test_classes(test_classes: list[str], kept: set[str]) -> None:
+def _raise_if_unknown_test_classes(domain: str, test_classes: list[str], kept: set[str]) -> None:
     unknown = [c for c in test_classes if c not in kept]
     if unknown:
-        raise UserError(f"curate.test_classes names {', '.join(unknown)}, not among the curated "
-                        f"classes ({', '.join(sorted(kept)[:20])}{', ...' if len(kept) > 20 else ''})")
+        listed = ", ".join(sorted(kept)[:20]) + (", ..." if len(kept) > 20 else "")
+        raise UserError(f"domains.{domain}.curate.test_classes names {', '.join(unknown)}, not "
+                        f"among the curated classes ({listed})")
 
 
 def _counts(items: pd.DataFrame) -> dict:

@@ -2,10 +2,11 @@
 
 Usage: python -m fewshot.stages.train MODEL  (run by `dvc repro` as train@MODEL; MODEL is a key of
 params `models`, e.g. protonet, siamese, zero_shot)
-Params: seed, n_shot, n_query, train.*, model_defaults, models.MODEL (training episodes are
-models.MODEL.train_n_way-way; n_way is the evaluation's)
-Reads: data/curated (items, classes, modality), data/features (cached features and class texts),
-data/episodes/val.parquet (model selection; the test episodes are never read here).
+Params: seed, n_shot, train.*, model_defaults, models.MODEL, and of the model's domain D:
+domains.D.n_query (training episodes are models.MODEL.train_n_way-way; n_way is the evaluation's)
+Reads, of the model's domain: data/D/curated (items, classes, modality), data/D/features (cached
+features and class texts), data/D/episodes/val.parquet (model selection; the test episodes are
+never read here).
 Writes: data/models/<model>/model.pt, self-contained: trainable state, the `models` entry, and what
 inference needs (modality and its settings, backbone input preparation, text model, templates and
 class fields), with provenance (params and their hash, val episode hash, data digest); an MLflow
@@ -44,15 +45,17 @@ def main() -> None:
     params = params_lib.load()
     name = model_from_argv("train", params.models)
     cfg, entry = params.train, params.models[name]
+    domain_name, domain = params.domain_of(name)
+    where = paths.Domain(domain_name)
     torch.manual_seed(params.seed)
-    text = TextFeatures()
-    text.check_current(pd.read_parquet(paths.CLASSES))
+    text = TextFeatures(where.text)
+    text.check_current(pd.read_parquet(where.classes))
     method, frozen = checkpoint.build(entry, on_features=True, text_dim=text.dim,
                                       imagenet_text=text.imagenet)
-    items = pd.read_parquet(paths.ITEMS)
-    modality, settings = curation.curated_kind()
+    items = pd.read_parquet(where.items)
+    modality, settings = curation.curated_kind(where.kind)
     train_items = items[items["split"].isin(["train", "val"])].reset_index(drop=True)
-    inputs = ItemInputs(train_items, entry.backbone, frozen, text, modality)
+    inputs = ItemInputs(train_items, entry.backbone, frozen, text, modality, where.features)
     n_train_classes = items.loc[items.split == "train", "class_id"].nunique()
     n_way = min(entry.train_n_way, n_train_classes)
     warnings = [] if n_way == entry.train_n_way else [
@@ -62,13 +65,14 @@ def main() -> None:
         print(f"train@{name}: warning: {warning}", file=sys.stderr)
     sampler = episodes_lib.EpisodeSampler(
         items[items["split"] == "train"],
-        episodes_lib.EpisodeSpec(n_way, params.n_shot, params.n_query), "train")
-    full_val = pd.read_parquet(paths.VAL_EPISODES)
+        episodes_lib.EpisodeSpec(n_way, params.n_shot, domain.n_query), "train")
+    full_val = pd.read_parquet(where.val_episodes)
     val_hash = episodes_lib.table_hash(full_val)
     val_table = full_val[full_val["episode_id"] < cfg.val_episodes]
-    tags = {"model": name, "method": entry.method, "backbone": entry.backbone,
+    tags = {"model": name, "domain": domain_name, "method": entry.method, "backbone": entry.backbone,
             "val_episodes_hash": val_hash}
-    logged = params_lib.section(params, "seed", "n_shot", "n_query", "train", f"models.{name}")
+    logged = params_lib.section(params, "seed", "n_shot", f"domains.{domain_name}.n_query", "train",
+                                f"models.{name}")
     with stage_run(f"train@{name}", params.tracking.experiment, tags) as run:
         run.log_params(logged)
         started = time.perf_counter()

@@ -5,7 +5,7 @@ Usage: python -m fewshot.tools.example OUT [--classes 5] [--split test] [--suppo
 
 Writes OUT/support/<class name>/<design>.png (one image per class), OUT/support/classes.csv
 (class_name,description) and OUT/queries/<class name>__<design>.png (the class drawn by every
-other design), from data/curated/items.parquet (run `dvc repro` first). Classes come from the
+other design), from data/images/curated/items.parquet (run `dvc repro` first). Classes come from the
 test split by default: classes no model was trained on.
 """
 
@@ -24,9 +24,10 @@ from fewshot.core.errors import UserError, one_line_errors
 def export(out: Path, n_classes: int = 5, split: str = "test", support_design: str = "google",
            seed: int = 0) -> tuple[Path, Path]:
     """Write the example; return (support folder, queries folder)."""
-    if not paths.ITEMS.is_file():
-        raise UserError(f"no curated data at {paths.ITEMS}; run `dvc repro` first")
-    items = pd.read_parquet(paths.ITEMS)
+    curated = paths.Domain("images").items
+    if not curated.is_file():
+        raise UserError(f"no curated data at {curated}; run `dvc repro` first")
+    items = pd.read_parquet(curated)
     items = items[items["split"] == split]
     if items.empty:
         raise UserError(f"split '{split}' has no items; expected train, val or test")

@@ -6,7 +6,7 @@ Each class is a shape (periodic, burst, rise), a timescale (short, long) and a c
 brighter in g, red: brighter in r), described in classes.csv in words ("a blue periodic light
 curve with a short timescale"); each object (a CSV of its own, so a group of its own) has its own
 brightness, phase, irregular cadence and noise over 100 days in bands g and r. Read it with
-`modality.light_curve: {bands: [g, r], span_days: 100, ...}` or the default six LSST bands.
+domain settings `{bands: [g, r], span_days: 100, ...}` (the smoke preset does).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ optional `classes.csv` with descriptions: the layout of `fewshot.data.class_fold
 folders.
 
 Each CSV is its own group (its object), so support and query are always different objects.
-`modality.light_curve` in params.yaml names the bands a file may use (a band column holds a name or
+`domains.<domain>.settings` in params.yaml names the bands a file may use (a band column holds a name or
 its index) and the time span the encoders see; curate names any file and value it refuses.
 """
 
