@@ -80,9 +80,10 @@ def test_equal_embeddings_give_byte_identical_cache_files(encoder, tmp_path):
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()  # DVC sees no change
 
 
-def test_a_class_description_reaches_its_text_embedding_with_the_default_templates(encoder):
+@pytest.mark.parametrize("domain", ["images", "light_curves"])
+def test_a_class_description_reaches_its_text_embedding_with_the_default_templates(encoder, domain):
     """Replacing every description with nonsense once left every zero-shot probability unchanged."""
-    templates = params.load("params.yaml").embed.text_templates
+    templates = params.load("params.yaml").domains[domain].embed.text_templates
     described = classes(description=["a round fruit, crisp and sweet", "a vehicle that flies to space"])
     nonsense = classes(description=["qwerty zxcv", "lorem ipsum"])
     assert "red apple: a round fruit, crisp and sweet" in text.class_prompts(described.iloc[0], templates)

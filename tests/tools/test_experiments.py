@@ -54,4 +54,4 @@ def test_keys_missing_from_params_get_dvcs_append_prefix(monkeypatch):
     monkeypatch.chdir(PIPELINES.parent)
     flags = experiments.overrides(experiments.load_preset("backbones"), experiments._base())
     assert '+models.protonet_conv4.backbone="conv4"' in flags
-    assert all(flag.startswith("+models.protonet_") for flag in flags)
+    assert all(flag.startswith(("+models.protonet_", "+models.lc_protonet_")) for flag in flags)
