@@ -163,7 +163,7 @@ def project(tmp_path_factory):
     that change it restore it."""
     tmp = tmp_path_factory.mktemp("e2e")
     folder = make_image_folder(tmp / "user_images", n_classes=24, per_class=4)
-    series = make_series_folder(tmp / "user_light_curves", n_classes=12, per_class=8)
+    series = make_series_folder(tmp / "user_light_curves", n_classes=24, per_class=8)
     params = smoke_params()
     params["domains"]["images"]["folder"] = str(folder)
     params["domains"]["light_curves"]["folder"] = str(series)

@@ -59,7 +59,7 @@ def test_repro_runs_every_stage_and_writes_complete_metrics(project):
                for d in DOMAINS)
     confusion = pd.read_csv(project["repo"] / "reports/plots/lc_protonet/confusion.csv")
     assert confusion["queries"].sum() == 100 * 3 * 2  # episodes x n_way x n_query, every query once
-    assert confusion["true_class"].nunique() == 3
+    assert confusion["true_class"].nunique() == 6  # the 6 test classes, 3 per episode
 
 
 def test_every_stage_logged_one_tagged_mlflow_run(project):

@@ -34,7 +34,7 @@ def metrics(repo, name: str) -> dict:
 def test_curated_light_curves_pass_the_gate_and_keep_objects_apart(lc_project):
     repo = lc_project["repo"]
     items = pd.read_parquet(repo / "data/light_curves/curated/items.parquet")
-    assert len(items) == 96 and items["group"].nunique() == 8  # object_0..7, each a group
+    assert len(items) == 192 and items["group"].nunique() == 8  # object_0..7, each a group
     kind = json.loads((repo / "data/light_curves/curated/modality.json").read_text())
     assert kind == {"modality": "light_curve", "settings": {"bands": ["g", "r"], "span_days": 100.0,
                                                             "max_points": 200, "min_points": 10}}

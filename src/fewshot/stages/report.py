@@ -31,6 +31,7 @@ from fewshot.core import paths  # noqa: E402
 from fewshot.core.errors import UserError, one_line_errors  # noqa: E402
 from fewshot.core.fileio import atomic_path, write_csv  # noqa: E402
 from fewshot.core.tracking import stage_run  # noqa: E402
+from fewshot.models.backbones import BACKBONES  # noqa: E402
 
 DOCUMENTED_SOURCES = {"images": "emoji", "light_curves": "plasticc"}  # docs/results/: default data
 SPARSE_BIN = 20  # reliability points from fewer queries than this are labelled with their count
@@ -238,7 +239,8 @@ def _domain_section(domain: str, data: str, results: dict, figures: dict[str, Pa
     ]
     for name, r in results.items():
         t = r["latency"]
-        backbone = r["backbone"] + ("" if r["frozen"] or r["backbone"] == "conv4" else " (fine-tuned)")
+        fine_tuned = not r["frozen"] and BACKBONES.get(r["backbone"]).pretrained
+        backbone = r["backbone"] + (" (fine-tuned)" if fine_tuned else "")
         trained = f"{r['train_seconds']:.0f} s" if r["trained"] else "no"
         lines.append(
             f"| {name} | {r['method']} | {backbone} | {trained} | "

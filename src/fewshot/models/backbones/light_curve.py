@@ -2,9 +2,10 @@
 features (N, D). No pretrained light-curve weights exist offline, so the networks are trained here
 from scratch; the hand-crafted features are the no-training baseline.
 
-- `lc_cnn` (default): the tokens binned onto a per-band time grid (mean normalised flux and an
-  observed/empty mask per band and bin, plus the object's log brightness), then a 1-D CNN whose
-  pooling averages only over bins with observations (masked).
+- `lc_cnn` (default): the tokens binned onto a per-band time grid (mean normalised flux,
+  linearly interpolated across empty bins, and an observed/empty mask per band and bin, plus the
+  object's log brightness), then a 1-D CNN whose pooling averages only over bins with
+  observations (masked).
 - `lc_transformer`: a small transformer over the irregular tokens themselves: (time, flux,
   flux_err, log brightness) projected and added to a learned band embedding, Fourier features of
   time, padding masked out of attention and pooling.
@@ -34,7 +35,8 @@ def _valid(tokens: torch.Tensor) -> torch.Tensor:
 
 
 class TimeGrid(nn.Module):
-    """Tokens (N, L, 5) -> (N, 2 * MAX_BANDS + 1, bins): per band the mean flux of each bin and
+    """Tokens (N, L, 5) -> (N, 2 * MAX_BANDS + 1, bins): per band the mean flux of each bin, linearly
+    interpolated across empty bins between observations (held flat beyond the first and last), and
     whether the bin holds an observation; the object's log brightness as a constant channel."""
 
     def __init__(self, bins: int):
@@ -51,9 +53,30 @@ class TimeGrid(nn.Module):
         flux = torch.zeros(n * MAX_BANDS * self.bins).index_add_(0, index, tokens[..., 2][valid])
         count = torch.zeros(n * MAX_BANDS * self.bins).index_add_(0, index, torch.ones(len(index)))
         mean = (flux / count.clamp(min=1)).view(n, MAX_BANDS, self.bins)
-        seen = (count > 0).float().view(n, MAX_BANDS, self.bins)
+        seen = (count > 0).view(n, MAX_BANDS, self.bins)
         brightness = (tokens[..., 4] * valid).amax(1).view(n, 1, 1).expand(n, 1, self.bins)
-        return torch.cat([mean, seen, brightness], dim=1)
+        return torch.cat([interpolate(mean, seen), seen.float(), brightness], dim=1)
+
+
+def interpolate(values: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """Fill unseen positions of (..., bins) by linear interpolation between the nearest seen ones,
+    holding the first/last seen value beyond them; rows with nothing seen stay 0.
+
+    >>> interpolate(torch.tensor([[0.0, 2.0, 0.0, 0.0, 8.0, 0.0]]),
+    ...             torch.tensor([[False, True, False, False, True, False]])).tolist()
+    [[2.0, 2.0, 4.0, 6.0, 8.0, 8.0]]
+    """
+    bins = values.shape[-1]
+    position = torch.arange(bins).expand_as(values)
+    before = torch.where(seen, position, -1).cummax(-1).values
+    after = torch.where(seen, position, bins).flip(-1).cummin(-1).values.flip(-1)
+    has_before, has_after = before >= 0, after < bins
+    low = values.gather(-1, before.clamp(min=0))
+    high = values.gather(-1, after.clamp(max=bins - 1))
+    weight = (position - before).float() / (after - before).clamp(min=1).float()
+    between = low + (high - low) * weight
+    filled = torch.where(has_before & has_after, between, torch.where(has_before, low, high))
+    return torch.where(has_before | has_after, filled, torch.zeros_like(values))
 
 
 class GridCNN(nn.Module):
