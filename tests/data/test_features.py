@@ -61,6 +61,7 @@ def test_no_cache_for_the_backbone_is_refused(cache):
     """A backbone embed never cached (another backbone's file exists): say to add it to embed.backbones."""
     folder, _ = cache
     with pytest.raises(UserError, match=r"no cached features for backbone 'other_net' at .*"
-                                        r"other_net\.safetensors; add it to its domain's embed\.backbones") as err:
+                                        r"other_net\.safetensors; add it to its domain's "
+                                        r"embed\.backbones") as err:
         features.load_for(_items(["a"]), "other_net", folder=folder)
     assert str(folder) in str(err.value)
