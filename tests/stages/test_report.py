@@ -19,7 +19,8 @@ from fewshot.evaluation.summary import (
     result_warnings,  # noqa: E402
 )
 from fewshot.stages import report  # noqa: E402
-from fewshot.stages.report import _markdown, _reliability_panel  # noqa: E402
+from fewshot.stages.report import _markdown  # noqa: E402
+from fewshot.stages.report_figures import _reliability_panel, best_model  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
 
@@ -142,7 +143,7 @@ def test_report_stage_writes_table_figures_and_summary_from_metrics(tmp_path, mo
         with Image.open(png) as picture:
             pixels = np.asarray(picture.convert("L"))
         assert min(pixels.shape) > 150 and pixels.std() > 10, name  # drawn on, not a blank canvas
-    assert report.best_model({"weak_model": weak, "strong_model": strong}) == "strong_model"
+    assert best_model({"weak_model": weak, "strong_model": strong}) == "strong_model"
 
     summary = pd.read_csv(paths.SUMMARY)
     assert list(summary["model"]) == ["weak_model", "strong_model", "curves_model"]
