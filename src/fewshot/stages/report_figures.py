@@ -115,17 +115,43 @@ def _latency_figure(domain: str, results: dict) -> Path:
     return _save(fig, f"latency_{domain}")
 
 
+MAX_CONFUSION_CLASSES = 20
+
+
+def confusion_shares(counts: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """(true x predicted share of each true class's queries, a note on what is shown) from the sparse
+    counts evaluate writes; above MAX_CONFUSION_CLASSES classes, the classes with the most
+    misclassified queries.
+
+    >>> counts = pd.DataFrame({"true_class": ["a", "a", "b"], "predicted_class": ["a", "b", "b"],
+    ...                        "queries": [3, 1, 2]})
+    >>> confusion_shares(counts)[0].values.tolist()
+    [[0.75, 0.25], [0.0, 1.0]]
+    """
+    matrix = counts.pivot_table(index="true_class", columns="predicted_class", values="queries",
+                                aggfunc="sum", fill_value=0)
+    classes = sorted(set(matrix.index) | set(matrix.columns))
+    matrix = matrix.reindex(index=classes, columns=classes, fill_value=0)
+    share = matrix.div(matrix.sum(axis=1).clip(lower=1), axis=0)
+    if len(classes) <= MAX_CONFUSION_CLASSES:
+        return share, ""
+    errors = matrix.sum(axis=1) - np.diag(matrix.to_numpy())
+    kept = sorted(errors.sort_values(ascending=False, kind="stable").index[:MAX_CONFUSION_CLASSES])
+    return (share.loc[kept, kept],
+            f"; the {MAX_CONFUSION_CLASSES} of {len(classes)} classes most often misclassified")
+
+
 def best_model(results: dict) -> str:
     """The model with the highest test accuracy (the first listed on a tie)."""
     return max(results, key=lambda name: results[name]["accuracy"])
 
 
 def _confusion_figure(domain: str, results: dict) -> Path:
-    """Row-normalised confusion matrix of the domain's best model, pooled over the test episodes."""
+    """Row-normalised confusion matrix of the domain's best model, pooled over the test episodes;
+    past MAX_CONFUSION_CLASSES classes only the most often misclassified ones (rows and columns), so
+    a 247-class image split stays readable."""
     name = best_model(results)
-    counts = pd.read_csv(paths.PLOTS / name / "confusion.csv").pivot(
-        index="true_class", columns="predicted_class", values="queries")
-    share = counts.div(counts.sum(axis=1).clip(lower=1), axis=0)
+    share, shown = confusion_shares(pd.read_csv(paths.PLOTS / name / "confusion.csv"))
     size = 1.2 + 0.6 * len(share)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
     image = ax.imshow(share.to_numpy(), cmap="Blues", vmin=0, vmax=1)
@@ -137,6 +163,6 @@ def _confusion_figure(domain: str, results: dict) -> Path:
                     color="white" if value > 0.5 else "black")
     ax.set(xlabel="predicted class", ylabel="true class",
            title=f"{domain}: {name}, share of each test class's queries\n"
-                 f"(pooled over {results[name]['episodes']} test episodes)")
+                 f"(pooled over {results[name]['episodes']} test episodes{shown})")
     fig.colorbar(image, ax=ax, fraction=0.046)
     return _save(fig, f"confusion_{domain}")
