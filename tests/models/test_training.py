@@ -135,3 +135,25 @@ def test_zero_episodes_returns_the_untrained_state_at_step_0(setup):
     for key, value in before.items():
         assert torch.equal(method.state_dict()[key], value)
         assert torch.equal(best_state[key], value)
+
+
+def test_scoring_encodes_each_item_once_equal_to_per_episode_encoding_and_restores_backbone(setup):
+    """A method with a trainable backbone is scored on features encoded once per item; the logits
+    equal per-episode encoding (to float rounding), the backbone ran on each item once, and the
+    method gets its own backbone back (training goes on with it)."""
+    from fewshot.data import episodes as episodes_lib
+    from fewshot.evaluation.scoring import episode_logits
+    inputs, _, val_table = setup
+    torch.manual_seed(0)
+    cls = METHODS.get("protonet")
+    backbone = nn.Sequential(nn.Linear(SIGNAL + NOISE, 32), nn.ReLU())
+    method = cls(Parts(backbone, 32, head_dim=8, text_dim=TEXT_DIM), cls.Options()).eval()
+    seen = []
+    backbone.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    results = score(method, inputs, val_table)
+    assert sum(seen) == val_table["item_id"].nunique() < len(val_table)
+    assert method.backbone is backbone
+    with torch.no_grad():
+        for result, (support, query) in zip(results, episodes_lib.iter_episodes(val_table)):
+            expected = episode_logits(method, inputs.episode(support, query)).numpy()
+            np.testing.assert_allclose(result["logits"], expected, rtol=1e-5, atol=1e-6)

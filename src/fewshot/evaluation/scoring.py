@@ -3,9 +3,13 @@ selection and evaluation both use it)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from fewshot.data import episodes as episodes_lib
 from fewshot.data.inputs import ItemInputs
@@ -23,11 +27,31 @@ def score(method: FewShotMethod, inputs: ItemInputs, table: pd.DataFrame) -> lis
     """Per episode: query labels (N_q,) and logits (N_q, n_way)."""
     method.eval()
     results = []
-    for support, query in episodes_lib.iter_episodes(table):
-        episode = inputs.episode(support, query)
-        logits = episode_logits(method, episode)
-        results.append({"labels": episode.query_labels.numpy(), "logits": logits.numpy()})
+    with backbone_applied_once(method, inputs, table["item_id"]) as encoded:
+        for support, query in episodes_lib.iter_episodes(table):
+            episode = encoded.episode(support, query)
+            logits = episode_logits(method, episode)
+            results.append({"labels": episode.query_labels.numpy(), "logits": logits.numpy()})
     return results
+
+
+@contextmanager
+def backbone_applied_once(method: FewShotMethod, inputs: ItemInputs, item_ids
+                          ) -> Iterator[ItemInputs]:
+    """In eval mode an item's backbone output does not depend on its episode: encode each item of
+    the episodes once, and let the method see those features through an identity backbone (its own
+    backbone is put back on exit). A method on cached features (identity backbone) is left as is.
+    Equal to encoding per episode up to float rounding (batch shapes differ)."""
+    backbone = method.backbone
+    if isinstance(backbone, nn.Identity):
+        yield inputs
+        return
+    encoded = inputs.encoded(backbone, item_ids)
+    method.backbone = nn.Identity()
+    try:
+        yield encoded
+    finally:
+        method.backbone = backbone
 
 
 def mean_accuracy(results: list[dict]) -> float:
