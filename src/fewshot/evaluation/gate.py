@@ -128,7 +128,10 @@ def compare(baseline: dict, current: dict, gate: params_lib.Gate, exact: bool = 
             continue
         if exact:
             row["problems"] += [f"{key} {base.get(key)} -> {cur.get(key)}" for key in
-                                (*DETERMINISTIC, "per_episode") if base.get(key) != cur.get(key)]
+                                DETERMINISTIC if base.get(key) != cur.get(key)]
+            if base.get("per_episode") != cur.get("per_episode"):
+                row["problems"].append(_episodes_differ(base.get("per_episode") or [],
+                                                        cur.get("per_episode") or []))
             continue
         paired = row["paired"] = metrics.paired_difference(base["per_episode"], cur["per_episode"],
                                                    gate.confidence)
@@ -149,6 +152,20 @@ def compare(baseline: dict, current: dict, gate: params_lib.Gate, exact: bool = 
                              "paired": None, "problems": [f"hash {base_eps[split][:12]} -> "
                                                           f"{cur_eps[split][:12]}"]})
     return rows
+
+
+def _episodes_differ(base: list, cur: list) -> str:
+    """How per-episode results differ, in one short phrase (not the two lists of 1,000 numbers).
+
+    >>> _episodes_differ([0.2, 0.4, 0.6], [0.2, 0.5, 0.6])
+    'per_episode: 1 of 3 episodes differ (first: episode 1, 0.4 -> 0.5)'
+    """
+    if len(base) != len(cur):
+        return f"per_episode: {len(base)} -> {len(cur)} episodes"
+    changed = [i for i, (b, c) in enumerate(zip(base, cur)) if b != c]
+    first = changed[0]
+    return (f"per_episode: {len(changed)} of {len(base)} episodes differ (first: episode {first}, "
+            f"{base[first]} -> {cur[first]})")
 
 
 def _refuse_different_episodes(baseline: dict, current: dict) -> None:
