@@ -134,6 +134,16 @@ def test_entries_a_method_cannot_be_built_from_fail_in_check(entry, message):
                              "options": {"text_projection": False}}}))
 
 
+def test_pretraining_needs_a_backbone_that_trains():
+    with pytest.raises(UserError, match=r"models.m sets pretrain_steps=100 on frozen backbone "
+                                        "'efficientnet_lite0'"):
+        check(repo_params({"m": {"method": "protonet", "pretrain_steps": 100}}))
+    with pytest.raises(UserError, match=r"pretrain_steps=-1 must be >= 0"):
+        repo_params({"m": {"method": "protonet", "backbone": "conv4", "pretrain_steps": -1}})
+    check(repo_params({"m": {"method": "protonet", "backbone": "conv4", "pretrain_steps": 100}}))
+    check(repo_params({"m": {"method": "protonet", "freeze": False, "pretrain_steps": 100}}))
+
+
 def test_the_check_stage_writes_its_stamp_only_for_valid_params(tmp_path, monkeypatch):
     from fewshot.stages import check as stage
 

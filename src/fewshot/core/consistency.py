@@ -33,6 +33,10 @@ def check(params) -> None:
             cls.check_entry(options, entry.head_dim, pretrained)
         except UserError as err:
             raise UserError(f"models.{name}: {err}") from None
+        if entry.pretrain_steps and pretrained and entry.freeze:
+            raise UserError(f"models.{name} sets pretrain_steps={entry.pretrain_steps} on frozen "
+                            f"backbone '{entry.backbone}'; pretraining trains the backbone: use one "
+                            "trained from scratch, set freeze: false, or remove pretrain_steps")
         if entry.freeze and pretrained and entry.backbone not in domain.embed.backbones:
             raise UserError(f"models.{name} uses frozen backbone '{entry.backbone}', which "
                             f"domains.{entry.domain}.embed.backbones "

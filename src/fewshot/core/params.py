@@ -99,8 +99,11 @@ class Model:
     train_n_way: int
     lr: float
     options: dict          # the method's own, checked by the method
+    pretrain_steps: int = 0  # supervised pretraining of a trained backbone on the training classes
 
     def __post_init__(self):
+        _require(self.pretrain_steps >= 0,
+                 f"pretrain_steps={self.pretrain_steps} must be >= 0 (0 = episodic training only)")
         _require(self.episodes >= 0 and self.train_n_way >= 2 and self.lr > 0 and self.head_dim >= 0,
                  f"episodes={self.episodes} must be >= 0, train_n_way={self.train_n_way} >= 2, "
                  f"lr={self.lr} > 0 and head_dim={self.head_dim} >= 0")

@@ -63,6 +63,13 @@ class EpisodeSampler:
                     f"{have} groups (support and query must come from different groups)"
                 )
 
+    def labelled_items(self) -> tuple[list[str], list[int], list[str]]:
+        """Every item of the split with the index of its class (classes in sorted order), and the
+        classes: what supervised pretraining classifies."""
+        pairs = [(item, index) for index, class_id in enumerate(self._classes)
+                 for group in self._groups[class_id] for item in group]
+        return [item for item, _ in pairs], [index for _, index in pairs], list(self._classes)
+
     def sample(self, rng: np.random.Generator) -> list[tuple[str, int, str, str]]:
         """One episode as (role, label, class_id, item_id) rows, support rows first."""
         spec = self.spec

@@ -1,4 +1,5 @@
-"""Episodic training: sampled episodes, AdamW with a cosine schedule, the best state by val accuracy."""
+"""Episodic training: sampled episodes, AdamW with a cosine schedule, the best state by val accuracy;
+optionally after supervised pretraining of the backbone on the training classes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
+from fewshot.core.errors import UserError
 from fewshot.core.progress import progress
 from fewshot.data import episodes as episodes_lib
 from fewshot.data.inputs import ItemInputs
@@ -23,17 +26,24 @@ class TrainConfig:
     lr: float
     weight_decay: float
     val_every: int
+    pretrain_steps: int = 0  # supervised steps on the backbone before episodic training
+
+
+PRETRAIN_BATCH = 128  # items per supervised pretraining step, classes drawn uniformly
 
 
 def train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.EpisodeSampler,
           cfg: TrainConfig, val_table: pd.DataFrame, seed: int,
           log: Callable[[dict, int], None]) -> tuple[dict, float, int]:
-    """Let the method observe the training items, train on sampled episodes; keep the state with
-    the best val-episode accuracy.
+    """Pretrain the backbone if asked (`pretrain`), let the method observe the training items, train
+    on sampled episodes; keep the state with the best val-episode accuracy.
 
     Returns:
-        (best state dict, its val accuracy, the episode it was reached at; 0 = untrained).
+        (best state dict, its val accuracy, the episode it was reached at; 0 = before episodic
+        training: untrained, or only pretrained).
     """
+    if cfg.pretrain_steps:
+        pretrain(method, inputs, sampler, cfg, np.random.default_rng([seed, 1]), log)
     method.observe(lambda: inputs.of(sampler.item_ids))
     best_acc, best_step = mean_accuracy(score(method, inputs, val_table)), 0
     best_state = copy.deepcopy(method.state_dict())
@@ -61,3 +71,45 @@ def train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Episo
             if acc > best_acc:
                 best_acc, best_step, best_state = acc, step, copy.deepcopy(method.state_dict())
     return best_state, best_acc, best_step
+
+
+def pretrain(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.EpisodeSampler,
+             cfg: TrainConfig, rng: np.random.Generator, log: Callable[[dict, int], None]) -> None:
+    """Supervised pretraining of the method's backbone (the "pretrain then meta-train" recipe):
+    cross-entropy over all training classes through a linear classifier on the backbone's features,
+    `cfg.pretrain_steps` batches of PRETRAIN_BATCH items with classes drawn uniformly (rare classes
+    weigh as much as common ones), AdamW with a cosine schedule at the model's lr. The classifier is
+    dropped afterwards; heads are left to episodic training.
+
+    Raises:
+        UserError: the backbone has nothing to train (frozen or cached features).
+    """
+    backbone = method.backbone
+    trainable = [p for p in backbone.parameters() if p.requires_grad]
+    if not trainable:
+        raise UserError("pretrain_steps needs a backbone that trains (trained from scratch, or a "
+                        "pretrained one with freeze: false)")
+    item_ids, labels, classes = sampler.labelled_items()
+    x, y = inputs.of(item_ids), torch.tensor(labels)
+    by_class = [np.flatnonzero(np.asarray(labels) == c) for c in range(len(classes))]
+    backbone.eval()
+    with torch.no_grad():
+        feature_dim = backbone(x[:1]).shape[1]
+    classifier = nn.Linear(feature_dim, len(classes))
+    optimiser = torch.optim.AdamW(trainable + list(classifier.parameters()), lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.pretrain_steps)
+    backbone.train()
+    losses = []
+    for step in progress(range(1, cfg.pretrain_steps + 1), "pretrain steps"):
+        picked = rng.integers(len(classes), size=PRETRAIN_BATCH)
+        batch = np.array([by_class[c][rng.integers(len(by_class[c]))] for c in picked])
+        loss = nn.functional.cross_entropy(classifier(backbone(x[batch])), y[batch])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(loss.item())
+        if step % 50 == 0 or step == cfg.pretrain_steps:
+            log({"pretrain_loss": float(np.mean(losses))}, step)
+            losses = []

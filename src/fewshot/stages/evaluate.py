@@ -73,8 +73,9 @@ def main() -> None:
         timing = time_from_inputs(raw_method, ItemInputs(test_items, backbone, False, text, modality,
                                                          None),
                                   table, params.evaluate.latency_episodes, params.evaluate.latency_warmup)
+        trained = info["best_step"] > 0 or info["spec"].get("pretrain_steps", 0) > 0
         report = {"model": name, "domain": domain_name, "method": info["spec"]["method"],
-                  "backbone": backbone, "frozen": frozen, "trained": info["best_step"] > 0,
+                  "backbone": backbone, "frozen": frozen, "trained": trained,
                   "train_seconds": info["train_seconds"], "n_way": params.n_way,
                   "n_shot": params.n_shot, "n_query": domain.n_query, "device": device_name(),
                   "episodes_hash": test_hash} | summary | {"latency": timing}

@@ -78,7 +78,8 @@ def main() -> None:
         started = time.perf_counter()
         best_state, best_acc, best_step = train(
             method, inputs, sampler,
-            TrainConfig(entry.episodes, entry.lr, cfg.weight_decay, cfg.val_every),
+            TrainConfig(entry.episodes, entry.lr, cfg.weight_decay, cfg.val_every,
+                        entry.pretrain_steps),
             val_table, params.seed, log=lambda metrics, step: run.log_metrics(metrics, step=step))
         method.load_state_dict(best_state)
         seconds = time.perf_counter() - started
