@@ -200,6 +200,23 @@ def test_checkpoint_round_trip_keeps_logits_and_leaves_frozen_backbone_out(tmp_p
     assert from_pixels(images[:2]).shape == (2, 2)
 
 
+def test_a_checkpoint_written_before_a_spec_field_with_a_default_existed_still_loads(tmp_path):
+    """Models trained before `pretrain_steps` existed have no such spec key: they load with the
+    default; a spec key the code does not know is still refused."""
+    spec = spec_of("protonet", "conv4", head_dim=8)
+    model, frozen = build(spec, on_features=False, text_dim=TEXT_DIM)
+    save(tmp_path / "m.pt", model, spec, TEXT_DIM, frozen, {})
+    saved = torch.load(tmp_path / "m.pt")
+    del saved["spec"]["pretrain_steps"]
+    torch.save(saved, tmp_path / "old.pt")
+    _, info = load(tmp_path / "old.pt", on_features=False)
+    assert info["spec"]["pretrain_steps"] == 0
+    saved["spec"]["future_field"] = 1
+    torch.save(saved, tmp_path / "new.pt")
+    with pytest.raises(UserError, match="is not a model checkpoint"):
+        load(tmp_path / "new.pt", on_features=False)
+
+
 def test_fine_tuning_trains_and_saves_the_pretrained_backbone(tmp_path):
     spec = spec_of("protonet", "mobilenet_v2", head_dim=8, freeze=False)
     model, frozen = build(spec, on_features=True, text_dim=TEXT_DIM)  # not frozen: takes pixels here

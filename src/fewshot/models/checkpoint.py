@@ -84,10 +84,13 @@ def _read_checkpoint(path: Path) -> dict:
     except Exception as err:  # truncated zip, pickle, unpickling refusals: torch raises many types
         raise UserError(f"'{path}' is not a readable model checkpoint ({type(err).__name__}); "
                         f"{expected}") from None
-    required = {f.name for f in dataclasses.fields(params_lib.Model)} | {"text_dim"}
+    fields = dataclasses.fields(params_lib.Model)
+    allowed = {f.name for f in fields} | {"text_dim"}
+    # fields added later with a default (pretrain_steps) may be absent: older models still load
+    required = {f.name for f in fields if f.default is dataclasses.MISSING} | {"text_dim"}
     if (not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict) for k in
                                                ("spec", "state", "info"))
-            or set(saved["spec"]) != required):
+            or not required <= set(saved["spec"]) <= allowed):
         raise UserError(f"'{path}' is not a model checkpoint (spec, state and info with the "
                         f"spec fields {', '.join(sorted(required))}); {expected}")
     return saved
