@@ -155,7 +155,7 @@ def test_scoring_encodes_each_item_once_equal_to_per_episode_encoding_and_restor
     assert sum(seen) == val_table["item_id"].nunique() < len(val_table)
     assert method.backbone is backbone
     with torch.no_grad():
-        for result, (support, query) in zip(results, episodes_lib.iter_episodes(val_table)):
+        for result, (support, query) in zip(results, episodes_lib.iter_episodes(val_table), strict=True):
             expected = episode_logits(method, inputs.episode(support, query)).numpy()
             np.testing.assert_allclose(result["logits"], expected, rtol=1e-5, atol=1e-6)
 

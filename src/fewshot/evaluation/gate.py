@@ -162,7 +162,7 @@ def _episodes_differ(base: list, cur: list) -> str:
     """
     if len(base) != len(cur):
         return f"per_episode: {len(base)} -> {len(cur)} episodes"
-    changed = [i for i, (b, c) in enumerate(zip(base, cur)) if b != c]
+    changed = [i for i, (b, c) in enumerate(zip(base, cur, strict=True)) if b != c]
     first = changed[0]
     return (f"per_episode: {len(changed)} of {len(base)} episodes differ (first: episode {first}, "
             f"{base[first]} -> {cur[first]})")

@@ -169,9 +169,9 @@ def _parse(path: Path) -> _Table:
         if len(row) != len(header):
             raise UserError(f"light curve '{path}' row {line}: {len(row)} fields, the header has "
                             f"{len(header)} ({', '.join(header)})")
-    cells = list(zip(*(row for _, row in body)))
-    table = _Table(path, {name: [c.strip() for c in column] for name, column in zip(header, cells)},
-                   [line for line, _ in body], {})
+    cells = list(zip(*(row for _, row in body), strict=True))
+    columns = {name: [c.strip() for c in column] for name, column in zip(header, cells, strict=True)}
+    table = _Table(path, columns, [line for line, _ in body], {})
     table.values = {c: _numbers(table, c) for c in REQUIRED}
     bad_err = np.flatnonzero(table.values["flux_err"] <= 0)
     if bad_err.size:
