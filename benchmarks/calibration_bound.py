@@ -17,6 +17,7 @@ import pandas as pd
 
 from fewshot.core import params as params_lib
 from fewshot.core import paths
+from fewshot.core.fileio import write_json
 from fewshot.data import curation
 from fewshot.data.inputs import ItemInputs
 from fewshot.data.text import TextFeatures
@@ -57,8 +58,7 @@ def main() -> None:
               f"{r['ece_val_temperature']:.4f} | {r['temperature_test_oracle']:.2f} -> "
               f"{r['ece_test_oracle']:.4f} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=1) + "\n")
+        write_json(args.out, rows)
 
 
 if __name__ == "__main__":

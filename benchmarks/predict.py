@@ -13,7 +13,6 @@ Batch: the same for `--batch` files in one call (images/s). Prints a markdown ta
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from fewshot.core.fileio import write_json
 from fewshot.evaluation.timing import device_name
 from fewshot.inference import trained as inference
 from fewshot.inference.predict import Predictor
@@ -74,8 +74,7 @@ def main() -> None:
           f"{result['query_p50_ms']:.1f} / {result['query_p95_ms']:.1f} | "
           f"{batch_s:.2f} ({result['batch_images_per_s']:.0f}) | {load_ms:.1f} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ objects after 10 warm-up calls; p50/p95. Target (issue 13): p50 <= 5 ms on this 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import statistics
@@ -25,6 +24,7 @@ import pandas as pd
 import torch
 
 from fewshot.core import paths
+from fewshot.core.fileio import write_json
 from fewshot.evaluation.timing import device_name
 from fewshot.inference import trained as inference
 from fewshot.inference.predict import Predictor
@@ -105,8 +105,7 @@ def main() -> None:
     print(f"CSV read alone, p50: csv-module reader {readers['csv_module_reader_p50_ms']:.2f} ms "
           f"(checked) vs pandas.read_csv {readers['pandas_read_csv_p50_ms']:.2f} ms (unchecked)")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":
