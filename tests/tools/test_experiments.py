@@ -54,4 +54,7 @@ def test_keys_missing_from_params_get_dvcs_append_prefix(monkeypatch):
     monkeypatch.chdir(PIPELINES.parent)
     flags = experiments.overrides(experiments.load_preset("backbones"), experiments._base())
     assert '+models.protonet_conv4.backbone="conv4"' in flags
-    assert all(flag.startswith(("+models.protonet_", "+models.lc_protonet_")) for flag in flags)
+    assert '+models.lc_pretrained_prototype.pretrain_steps=1000' in flags
+    added = ("protonet_conv4", "protonet_finetuned", "lc_protonet_transformer",
+             "lc_protonet_pretrained", "lc_pretrained_prototype")
+    assert all(flag.startswith(tuple(f"+models.{name}." for name in added)) for flag in flags)

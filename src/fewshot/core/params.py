@@ -99,7 +99,7 @@ class Model:
     train_n_way: int
     lr: float
     options: dict          # the method's own, checked by the method
-    pretrain_steps: int = 0  # supervised pretraining of a trained backbone on the training classes
+    pretrain_steps: int    # supervised pretraining of a trained backbone on the training classes
 
     def __post_init__(self):
         _require(self.pretrain_steps >= 0,

@@ -49,6 +49,11 @@ def save(path: Path, method: FewShotMethod, spec: params_lib.Model, text_dim: in
         torch.save({"spec": asdict(spec) | {"text_dim": text_dim}, "state": state, "info": info}, tmp)
 
 
+# Spec fields added after models were first saved, with the value every older model was trained
+# with: a model.pt without them still loads (not defaults for params: params.yaml holds those).
+ADDED_SPEC_FIELDS = {"pretrain_steps": 0}
+
+
 def load(path: Path, on_features: bool) -> tuple[FewShotMethod, dict]:
     """A saved method ready for evaluation, and its provenance (`info`).
 
@@ -56,7 +61,7 @@ def load(path: Path, on_features: bool) -> tuple[FewShotMethod, dict]:
         UserError: naming the file, when it cannot be read or is not a checkpoint of `save`.
     """
     saved = _read_checkpoint(Path(path))
-    fields = dict(saved["spec"])
+    fields = ADDED_SPEC_FIELDS | dict(saved["spec"])
     text_dim = fields.pop("text_dim")
     try:
         spec = params_lib.Model(**fields)
@@ -84,10 +89,8 @@ def _read_checkpoint(path: Path) -> dict:
     except Exception as err:  # truncated zip, pickle, unpickling refusals: torch raises many types
         raise UserError(f"'{path}' is not a readable model checkpoint ({type(err).__name__}); "
                         f"{expected}") from None
-    fields = dataclasses.fields(params_lib.Model)
-    allowed = {f.name for f in fields} | {"text_dim"}
-    # fields added later with a default (pretrain_steps) may be absent: older models still load
-    required = {f.name for f in fields if f.default is dataclasses.MISSING} | {"text_dim"}
+    allowed = {f.name for f in dataclasses.fields(params_lib.Model)} | {"text_dim"}
+    required = allowed - set(ADDED_SPEC_FIELDS)
     if (not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict) for k in
                                                ("spec", "state", "info"))
             or not required <= set(saved["spec"]) <= allowed):
