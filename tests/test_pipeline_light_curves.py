@@ -61,6 +61,7 @@ def test_trained_cnn_kept_a_trained_state_and_records_its_inputs(lc_project):
     assert saved["info"]["best_step"] > 0  # a trained state beat the untrained one on val
     assert saved["info"]["inference"]["modality"] == "light_curve"
     assert saved["info"]["inference"]["settings"]["bands"] == ["g", "r"]
+    assert saved["info"]["train_n_query"] == 2  # train_n_query 0 in the smoke preset: the domain's
 
 
 def test_predict_on_light_curve_files_gives_what_evaluate_scored(lc_project):
@@ -118,3 +119,48 @@ def test_bad_light_curve_fails_naming_the_file_and_value(lc_project):
     finally:
         bad.write_text(original)
     assert "up to date" in sh(["dvc", "status"], repo, env).stdout
+
+
+def test_saved_support_set_and_served_model_answer_light_curves_like_fewshot_predict(lc_project):
+    """A support set of light-curve CSVs saved by fewshot-predict, logged as an MLflow model and
+    asked through `mlflow models predict` with the CSV bytes as `light_curve` (base64): the same
+    labels and calibrated probabilities as fewshot-predict; a payload that is no light curve is an
+    error row, not a failed batch."""
+    import base64
+
+    repo, env, folder = lc_project["repo"], lc_project["env"], lc_project["folder"]
+    items = pd.read_parquet(repo / "data/light_curves/curated/items.parquet")
+    test_classes = sorted(items.loc[items.split == "test", "class_id"].unique())[:3]
+    work = repo / "serving_files"
+    bin_dir = Path(sys.executable).parent
+    try:
+        queries = []
+        for class_id in test_classes:
+            files = sorted((folder / class_id).glob("*.csv"))
+            (work / "support" / class_id).mkdir(parents=True)
+            shutil.copy(files[0], work / "support" / class_id / files[0].name)
+            queries += files[1:3]
+        bad = work / "not_a_light_curve.csv"
+        bad.write_text("time,band,flux,flux_err\n1.0,g\n")
+        sh([str(bin_dir / "fewshot-predict"), "--model", "lc_protonet", "--support",
+            str(work / "support"), "--save-support", str(work / "s.safetensors"),
+            "--json", str(work / "a.json"), *map(str, queries)], repo, env)
+        expected = json.loads((work / "a.json").read_text())["answers"]
+        uri = sh([sys.executable, "-m", "fewshot.inference.serving", "--model", "lc_protonet",
+                  "--support-set", str(work / "s.safetensors")], repo, env).stdout.strip().splitlines()[-1]
+        payload = [[base64.b64encode(f.read_bytes()).decode()] for f in [*queries, bad]]
+        request = {"dataframe_split": {"columns": ["light_curve"], "data": payload}}
+        (work / "in.json").write_text(json.dumps(request))
+        sh([str(bin_dir / "mlflow"), "models", "predict", "-m", uri, "-i", str(work / "in.json"),
+            "-t", "json", "--env-manager", "local", "-o", str(work / "out.json")], repo, env)
+        rows = json.loads((work / "out.json").read_text())["predictions"]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert len(rows) == len(expected) + 1
+    for row, answer in zip(rows, expected, strict=False):
+        assert row["error"] == "" and row["label"] == answer["label"]
+        assert row["probability"] == pytest.approx(answer["probability"], abs=1e-6)
+        assert json.loads(row["probabilities"]) == pytest.approx(answer["probabilities"], abs=1e-6)
+    assert set(json.loads(rows[0]["probabilities"])) == set(
+        items.loc[items.class_id.isin(test_classes), "class_name"])
+    assert rows[-1]["label"] == "" and "row 2" in rows[-1]["error"], rows[-1]["error"]

@@ -22,6 +22,8 @@ def test_models_entries_take_what_they_leave_out_from_model_defaults():
         repo_params({"mine": {"method": "siamese", "head_size": 8}})
     with pytest.raises(UserError, match=r"'models.mine' lacks required key\(s\) method"):
         repo_params({"mine": {"head_dim": 8}})
+    with pytest.raises(UserError, match=r"train_n_query=-1 must be >= 0 \(0 = the domain's n_query\)"):
+        repo_params({"mine": {"method": "siamese", "train_n_query": -1}})
 
 
 def test_every_value_lives_in_params_yaml_a_missing_key_is_named():

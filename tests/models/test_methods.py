@@ -201,16 +201,16 @@ def test_checkpoint_round_trip_keeps_logits_and_leaves_frozen_backbone_out(tmp_p
 
 
 def test_a_checkpoint_written_before_a_spec_field_with_a_default_existed_still_loads(tmp_path):
-    """Models trained before `pretrain_steps` existed have no such spec key: they load with the
-    default; a spec key the code does not know is still refused."""
+    """Models trained before `pretrain_steps` and `train_n_query` existed have no such spec keys:
+    they load with the defaults; a spec key the code does not know is still refused."""
     spec = spec_of("protonet", "conv4", head_dim=8)
     model, frozen = build(spec, on_features=False, text_dim=TEXT_DIM)
     save(tmp_path / "m.pt", model, spec, TEXT_DIM, frozen, {})
     saved = torch.load(tmp_path / "m.pt")
-    del saved["spec"]["pretrain_steps"]
+    del saved["spec"]["pretrain_steps"], saved["spec"]["train_n_query"]
     torch.save(saved, tmp_path / "old.pt")
     _, info = load(tmp_path / "old.pt", on_features=False)
-    assert info["spec"]["pretrain_steps"] == 0
+    assert info["spec"]["pretrain_steps"] == 0 and info["spec"]["train_n_query"] == 0
     saved["spec"]["future_field"] = 1
     torch.save(saved, tmp_path / "new.pt")
     with pytest.raises(UserError, match="is not a model checkpoint"):

@@ -192,3 +192,53 @@ def test_pretraining_a_backbone_with_nothing_to_train_is_one_clear_error(setup):
     with pytest.raises(UserError, match="pretrain_steps needs a backbone that trains"):
         train(_protonet(seed=0), inputs, sampler, TrainConfig(0, 1e-2, 1e-4, 25, pretrain_steps=5),
               val_table, seed=0, log=lambda m, s: None)
+
+
+class _Cubed(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x**3 / 3
+
+
+class _FrontThenLinear(nn.Module):
+    """A parameter-free front (like the light-curve CNN's time grid), then a trainable layer."""
+
+    fixed_front = "front"
+
+    def __init__(self):
+        super().__init__()
+        self.front, self.linear = _Cubed(), nn.Linear(SIGNAL + NOISE, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.front(x))
+
+
+def _trained_with_front(setup, computed_once: bool) -> tuple[dict, list, list[int], nn.Module]:
+    inputs, sampler, val_table = setup
+    torch.manual_seed(0)
+    backbone = _FrontThenLinear()
+    if not computed_once:
+        backbone.fixed_front = None  # per episode, as before
+    front = backbone.front
+    rows = []
+    front.register_forward_hook(lambda module, args, out: rows.append(len(args[0])))
+    cls = METHODS.get("protonet")
+    method = cls(Parts(backbone, 16, head_dim=8, text_dim=TEXT_DIM), cls.Options())
+    logged = []
+    state, _, _ = train(method, inputs, sampler, TrainConfig(40, 1e-2, 1e-4, 20), val_table, seed=0,
+                        log=lambda m, s: logged.append((m, s)))
+    return state, logged, rows, method
+
+
+def test_a_fixed_front_is_computed_once_per_item_with_identical_training(setup):
+    """A backbone naming a parameter-free `fixed_front` has it computed once per training and val
+    item instead of once per episode: the same best state to the bit and the same logged curves,
+    and the method gets its front back afterwards."""
+    _, sampler, val_table = setup
+    state, logged, rows, method = _trained_with_front(setup, computed_once=True)
+    state_per_episode, logged_per_episode, rows_per_episode, _ = _trained_with_front(setup, False)
+    assert sum(rows) == len(set(sampler.item_ids) | set(val_table["item_id"]))
+    assert sum(rows_per_episode) > 5 * sum(rows)
+    assert logged == logged_per_episode
+    assert state.keys() == state_per_episode.keys()
+    assert all(torch.equal(state[k], state_per_episode[k]) for k in state)
+    assert isinstance(method.backbone.front, _Cubed)

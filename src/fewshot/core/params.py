@@ -97,11 +97,14 @@ class Model:
     head_dim: int          # trainable projection after the backbone; 0 = none
     episodes: int          # training episodes; 0 = no training
     train_n_way: int
+    train_n_query: int     # query items per class of training episodes; 0 = the domain's n_query
     lr: float
     options: dict          # the method's own, checked by the method
     pretrain_steps: int    # supervised pretraining of a trained backbone on the training classes
 
     def __post_init__(self):
+        _require(self.train_n_query >= 0, f"train_n_query={self.train_n_query} must be >= 0 "
+                 "(0 = the domain's n_query)")
         _require(self.pretrain_steps >= 0,
                  f"pretrain_steps={self.pretrain_steps} must be >= 0 (0 = episodic training only)")
         _require(self.episodes >= 0 and self.train_n_way >= 2 and self.lr > 0 and self.head_dim >= 0,

@@ -51,7 +51,7 @@ def save(path: Path, method: FewShotMethod, spec: params_lib.Model, text_dim: in
 
 # Spec fields added after models were first saved, with the value every older model was trained
 # with: a model.pt without them still loads (not defaults for params: params.yaml holds those).
-ADDED_SPEC_FIELDS = {"pretrain_steps": 0}
+ADDED_SPEC_FIELDS = {"pretrain_steps": 0, "train_n_query": 0}
 
 
 def load(path: Path, on_features: bool) -> tuple[FewShotMethod, dict]:

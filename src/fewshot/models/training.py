@@ -4,8 +4,9 @@ optionally after supervised pretraining of the backbone on the training classes.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,36 @@ def train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Episo
         (best state dict, its val accuracy, the episode it was reached at; 0 = before episodic
         training: untrained, or only pretrained).
     """
+    item_ids = [*sampler.item_ids, *val_table["item_id"]]
+    with fixed_front_applied_once(method, inputs, item_ids) as prepared:
+        return _train(method, prepared, sampler, cfg, val_table, seed, log)
+
+
+@contextmanager
+def fixed_front_applied_once(method: FewShotMethod, inputs: ItemInputs, item_ids
+                             ) -> Iterator[ItemInputs]:
+    """A trainable backbone whose first step has no parameters and the same output in train and
+    eval mode (it names that submodule `fixed_front`, e.g. the light-curve CNN's time grid): that
+    step is computed once per item, not once per episode, and the backbone skips it meanwhile (put
+    back on exit). Per item the same operations as in an episode's batch: identical results."""
+    backbone = method.backbone
+    name = getattr(backbone, "fixed_front", None)
+    if name is None:
+        yield inputs
+        return
+    front = getattr(backbone, name)
+    with torch.no_grad():
+        prepared = inputs.encoded(front, item_ids)
+    setattr(backbone, name, nn.Identity())
+    try:
+        yield prepared
+    finally:
+        setattr(backbone, name, front)
+
+
+def _train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.EpisodeSampler,
+           cfg: TrainConfig, val_table: pd.DataFrame, seed: int,
+           log: Callable[[dict, int], None]) -> tuple[dict, float, int]:
     if cfg.pretrain_steps:
         pretrain(method, inputs, sampler, cfg, np.random.default_rng([seed, 1]), log)
     method.observe(lambda: inputs.of(sampler.item_ids))

@@ -3,7 +3,8 @@
 Usage: python -m fewshot.stages.train MODEL  (run by `dvc repro` as train@MODEL; MODEL is a key of
 params `models`, e.g. protonet, siamese, zero_shot)
 Params: seed, n_shot, train.*, model_defaults, models.MODEL, and of the model's domain D:
-domains.D.n_query (training episodes are models.MODEL.train_n_way-way; n_way is the evaluation's)
+domains.D.n_query (training episodes are models.MODEL.train_n_way-way with
+models.MODEL.train_n_query queries per class, or the domain's n_query; n_way is the evaluation's)
 Reads, of the model's domain: data/D/curated (items, classes, modality), data/D/features (cached
 features and class texts), data/D/episodes/val.parquet (model selection; the test episodes are
 never read here).
@@ -63,9 +64,10 @@ def main() -> None:
         f"classes; trained {n_way}-way"]
     for warning in warnings:
         print(f"train@{name}: warning: {warning}", file=sys.stderr)
+    n_query = entry.train_n_query or domain.n_query
     sampler = episodes_lib.EpisodeSampler(
-        items[items["split"] == "train"],
-        episodes_lib.EpisodeSpec(n_way, params.n_shot, domain.n_query), "train")
+        items[items["split"] == "train"], episodes_lib.EpisodeSpec(n_way, params.n_shot, n_query),
+        "train")
     full_val = pd.read_parquet(where.val_episodes)
     val_hash = episodes_lib.table_hash(full_val)
     val_table = full_val[full_val["episode_id"] < cfg.val_episodes]
@@ -86,6 +88,7 @@ def main() -> None:
         info = {"model": name, "params": logged, "params_sha256": fingerprint(logged),
                 "val_episodes_hash": val_hash, "data_sha256": curation.digest(items),
                 "best_val_accuracy": best_acc, "best_step": best_step, "train_n_way": n_way,
+                "train_n_query": n_query,
                 "train_seconds": seconds, "warnings": warnings,
                 "inference": checkpoint.inference_record(modality.name, modality.settings_dict(settings),
                                                          entry.backbone, text.templates)}

@@ -80,6 +80,8 @@ def interpolate(values: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
 
 
 class GridCNN(nn.Module):
+    fixed_front = "grid"  # no parameters, same in train and eval mode: training computes it once
+
     def __init__(self, bins: int, width: int):
         super().__init__()
         self.grid = TimeGrid(bins)
