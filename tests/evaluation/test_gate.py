@@ -79,6 +79,18 @@ def test_ece_and_latency_tolerances_and_latency_only_on_the_same_device():
     assert verdicts(gate.compare(snap(m=model_entry(base)), snap(m=slower_but_small), GATE))["m"] == []
 
 
+def test_latency_grown_in_wall_time_only_is_a_busy_machine_and_in_cpu_time_too_a_regression():
+    """Seen on a loaded 2-core machine: query p50 8.5 -> 700 ms for unchanged code. Wall time that
+    grows while the query's CPU time does not passes; a slowdown in both fails."""
+    base = results()
+    before = model_entry(base, p50=8.5) | {"query_cpu_p50_ms": 8.0}
+    busy = model_entry(base, p50=700.0) | {"query_cpu_p50_ms": 9.0}
+    slower = model_entry(base, p50=40.0) | {"query_cpu_p50_ms": 36.0}
+    assert verdicts(gate.compare(snap(m=before), snap(m=busy), GATE))["m"] == []
+    problems = verdicts(gate.compare(snap(m=before), snap(m=slower), GATE))["m"]
+    assert problems == ["query p50 40.0 ms > 2.0 x 8.5 ms (CPU 36.0 ms vs 8.0 ms)"]
+
+
 def test_missing_model_fails_and_new_model_is_listed():
     base = results()
     rows = gate.compare(snap(a=model_entry(base)), snap(b=model_entry(base)), GATE)

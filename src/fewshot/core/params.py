@@ -33,8 +33,13 @@ class Curate:
     test_classes: list[str]  # the test split's class ids; empty: test_fraction of the classes
     val_split: str   # classes (class-disjoint val) | groups (held-out groups of the training classes)
     split_seed: int
+    max_classes: int  # a smaller benchmark of the same data: at most this many classes; 0 = all
+    max_groups: int   # ... and at most this many groups (objects) per class; 0 = all
 
     def __post_init__(self):
+        _require(self.max_classes >= 0 and self.max_groups >= 0,
+                 f"max_classes={self.max_classes} and max_groups={self.max_groups} must be >= 0 "
+                 "(0 = no limit)")
         _require(self.min_groups >= 2, f"min_groups={self.min_groups} must be >= 2 (support and "
                  "query come from different groups)")
         _require(self.val_split in ("classes", "groups"),
@@ -129,11 +134,15 @@ class Evaluate:
     ece_bins: int
     latency_episodes: int
     latency_warmup: int
+    latency_queries: int   # queries timed per episode, one at a time
+    latency_repeats: int   # runs of each timed call; the fastest is kept
 
     def __post_init__(self):
-        _require(self.ece_bins >= 1 and self.latency_episodes >= 1 and self.latency_warmup >= 0,
-                 f"ece_bins={self.ece_bins} and latency_episodes={self.latency_episodes} must be "
-                 f">= 1, latency_warmup={self.latency_warmup} >= 0")
+        _require(min(self.ece_bins, self.latency_episodes, self.latency_queries,
+                     self.latency_repeats) >= 1 and self.latency_warmup >= 0,
+                 f"ece_bins={self.ece_bins}, latency_episodes={self.latency_episodes}, "
+                 f"latency_queries={self.latency_queries} and latency_repeats="
+                 f"{self.latency_repeats} must be >= 1, latency_warmup={self.latency_warmup} >= 0")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ Per model of the baseline:
   Student t) excludes zero;
 - calibrated ECE: a rise larger than `gate.ece_increase`;
 - query latency p50: above `gate.latency_ratio` x the baseline and by more than
-  `gate.latency_min_ms`, compared only when both ran on the same device.
+  `gate.latency_min_ms`, compared only when both ran on the same device, and only when the query's
+  CPU time grew by that ratio too: wall time that grows while CPU time does not is the machine
+  busy with other work (a loaded CI runner), not a slower model (docs/experiments.md).
 Results from different episode files are refused (exit 2). A model of the baseline missing from
 the current results is a regression; a new model is listed without a verdict.
 `--exact` demands bit-identical metrics, per-episode results and episode hashes instead (the
@@ -62,6 +64,7 @@ def snapshot(read: Reader, names: list[str], episode_hashes: dict | None = None)
         latency = metrics.get("latency") or {}
         models[name] = {key: metrics.get(key) for key in DETERMINISTIC} | {
             "device": metrics.get("device"), "query_p50_ms": latency.get("query_p50_ms"),
+            "query_cpu_p50_ms": latency.get("query_cpu_p50_ms"),
             "per_episode": [float(a) for a in frame["accuracy"]]}
     return {"episodes": episode_hashes or {}, "models": models}
 
@@ -140,10 +143,9 @@ def compare(baseline: dict, current: dict, gate: params_lib.Gate, exact: bool = 
         rise = cur["ece_calibrated"] - base["ece_calibrated"]
         if rise > gate.ece_increase:
             row["problems"].append(f"ECE rose {rise:.4f} (> {gate.ece_increase})")
-        b_ms, c_ms = base.get("query_p50_ms"), cur.get("query_p50_ms")
-        if (base.get("device") == cur.get("device") and b_ms and c_ms
-                and c_ms > b_ms * gate.latency_ratio and c_ms - b_ms > gate.latency_min_ms):
-            row["problems"].append(f"query p50 {c_ms:.1f} ms > {gate.latency_ratio} x {b_ms:.1f} ms")
+        slower = _slower(base, cur, gate)
+        if slower:
+            row["problems"].append(slower)
     if exact:
         base_eps, cur_eps = baseline.get("episodes") or {}, current.get("episodes") or {}
         for split in sorted(set(base_eps) & set(cur_eps)):
@@ -152,6 +154,29 @@ def compare(baseline: dict, current: dict, gate: params_lib.Gate, exact: bool = 
                              "paired": None, "problems": [f"hash {base_eps[split][:12]} -> "
                                                           f"{cur_eps[split][:12]}"]})
     return rows
+
+
+def _slower(base: dict, cur: dict, gate: params_lib.Gate) -> str | None:
+    """Why the current query latency is a regression, or None.
+
+    >>> rule = params_lib.Gate(0.01, 0.95, 0.02, latency_ratio=2.0, latency_min_ms=5.0)
+    >>> run = {"device": "cpu", "query_p50_ms": 10.0, "query_cpu_p50_ms": 9.0}
+    >>> _slower(run, run | {"query_p50_ms": 40.0, "query_cpu_p50_ms": 36.0}, rule)
+    'query p50 40.0 ms > 2.0 x 10.0 ms (CPU 36.0 ms vs 9.0 ms)'
+    >>> _slower(run, run | {"query_p50_ms": 40.0, "query_cpu_p50_ms": 9.5}, rule) is None  # waited
+    True
+    """
+    b_ms, c_ms = base.get("query_p50_ms"), cur.get("query_p50_ms")
+    if not (base.get("device") == cur.get("device") and b_ms and c_ms
+            and c_ms > b_ms * gate.latency_ratio and c_ms - b_ms > gate.latency_min_ms):
+        return None
+    b_cpu, c_cpu = base.get("query_cpu_p50_ms"), cur.get("query_cpu_p50_ms")
+    if b_cpu is None or c_cpu is None:  # a baseline from before CPU times were recorded
+        return f"query p50 {c_ms:.1f} ms > {gate.latency_ratio} x {b_ms:.1f} ms"
+    if c_cpu <= b_cpu * gate.latency_ratio:
+        return None
+    return (f"query p50 {c_ms:.1f} ms > {gate.latency_ratio} x {b_ms:.1f} ms "
+            f"(CPU {c_cpu:.1f} ms vs {b_cpu:.1f} ms)")
 
 
 def _episodes_differ(base: list, cur: list) -> str:

@@ -34,6 +34,8 @@ def main() -> None:
     name = domain_from_argv("curate", params.domains)
     cfg, where = params.domains[name].curate, paths.Domain(name)
     manifest = pd.read_csv(where.raw / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest = curation.subset(manifest, cfg.max_classes, cfg.max_groups, cfg.min_groups,
+                               cfg.split_seed, cfg.test_classes)
     kind = json.loads(where.source.read_text())["modality"]
     modality = modality_of(kind)
     settings = modality.settings(params.domains[name].settings, prefix=f"domains.{name}.settings.")

@@ -2,8 +2,8 @@
 
 Usage: python -m fewshot.stages.evaluate MODEL  (run by `dvc repro` as evaluate@MODEL; MODEL is a
 key of params `models`)
-Params: seed, n_way, n_shot, evaluate.ece_bins, latency_episodes, latency_warmup, and of the
-model's domain D: domains.D.n_query
+Params: seed, n_way, n_shot, evaluate.* (ece_bins, latency_episodes, latency_warmup,
+latency_queries, latency_repeats), and of the model's domain D: domains.D.n_query
 Reads: data/models/<model>/model.pt; of its domain: data/D/episodes/{val,test}.parquet,
 data/D/features, data/D/curated.
 Writes: data/models/<model>.calibration.json (the temperature, for inference with this very
@@ -72,7 +72,8 @@ def main() -> None:
         raw_method, _ = checkpoint.load(model_file, on_features=False)
         timing = time_from_inputs(raw_method, ItemInputs(test_items, backbone, False, text, modality,
                                                          None),
-                                  table, params.evaluate.latency_episodes, params.evaluate.latency_warmup)
+                                  table, params.evaluate.latency_episodes, params.evaluate.latency_warmup,
+                                  params.evaluate.latency_queries, params.evaluate.latency_repeats)
         trained = info["best_step"] > 0 or info["spec"].get("pretrain_steps", 0) > 0
         report = {"model": name, "domain": domain_name, "method": info["spec"]["method"],
                   "backbone": backbone, "frozen": frozen, "trained": trained,

@@ -1,0 +1,39 @@
+"""The CI scripts' own checks: the reproducibility step of scripts/ci_smoke.sh compares two
+different clean runs, so it fails when they differ (it once compared a run with itself)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+from tests.evaluation.test_gate import results, run_gate, write_reports
+
+
+def reproducible(cwd: Path, snapshot: str) -> subprocess.CompletedProcess:
+    """The script's step, as the script runs it: the workspace against the other run's snapshot."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    return subprocess.run(["bash", "-c", f"source {ROOT}/scripts/ci_smoke.sh && reproducible {snapshot}"],
+                          cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def test_reproducibility_step_fails_when_the_second_clean_run_differs_from_the_first(tmp_path):
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    first = results()
+    write_reports(tmp_path, "protonet", first)
+    assert run_gate(tmp_path, "snapshot", "run1.json").returncode == 0
+    same = reproducible(tmp_path, "run1.json")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "passed: 1 model(s) against run1.json" in same.stdout
+    assert (tmp_path / "reproducibility.md").is_file()
+
+    second = list(first)
+    second[7] = 1.0 if second[7] != 1.0 else 0.0
+    write_reports(tmp_path, "protonet", second)
+    differs = reproducible(tmp_path, "run1.json")
+    assert differs.returncode == 1
+    assert "per_episode: 1 of 200 episodes differ (first: episode 7" in differs.stdout
+    assert "FAILED: 1 regression(s): protonet" in differs.stdout
