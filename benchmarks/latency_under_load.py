@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -60,7 +61,7 @@ def old_style(method, inputs: ItemInputs, table: pd.DataFrame, n_episodes: int) 
                 break
             episode = inputs.episode(support, query)
             method.process_support_set(episode.support, episode.support_labels, episode.class_text)
-            times += [fastest(lambda q=q: method(episode.query[q : q + 1]), 1)[0]
+            times += [fastest(partial(method, episode.query[q : q + 1]), 1)[0]
                       for q in range(min(5, len(episode.query)))]
     return float(pd.Series(times).median())
 
@@ -100,7 +101,7 @@ def main() -> None:
     old = runs["hog, old way"]["query_p50_ms"] / runs["idle, old way"]["query_p50_ms"]
     verdicts["hog, old way"] = (f"{old:.1f}x the idle p50: "
                                 f"{'red' if old > params.gate.latency_ratio else 'green'} under the old rule")
-    print(f"| run | query p50 wall ms | CPU ms | load | gate |\n|---|---|---|---|---|")
+    print("| run | query p50 wall ms | CPU ms | load | gate |\n|---|---|---|---|---|")
     for name, run in runs.items():
         cpu = run.get("query_cpu_p50_ms")
         print(f"| {name} | {run['query_p50_ms']:.1f} | {'' if cpu is None else f'{cpu:.1f}'} | "

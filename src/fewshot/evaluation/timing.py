@@ -20,6 +20,7 @@ import os
 import platform
 import time
 from contextlib import contextmanager
+from functools import partial
 from typing import Callable, Iterator
 
 import pandas as pd
@@ -66,11 +67,11 @@ def _timed_episodes(method: FewShotMethod, inputs: ItemInputs, table: pd.DataFra
     for index, (support, query) in enumerate(iter_episodes(table)):
         if index >= n_episodes + warmup:
             break
-        episode = inputs.episode(support, query)
-        wall, cpu = fastest(lambda: method.process_support_set(
-            episode.support, episode.support_labels, episode.class_text), repeats)
-        timed = [fastest(lambda q=q: method(episode.query[q : q + 1]), repeats)
-                 for q in range(min(queries, len(episode.query)))]
+        e = inputs.episode(support, query)
+        wall, cpu = fastest(partial(method.process_support_set, e.support, e.support_labels,
+                                    e.class_text), repeats)
+        timed = [fastest(partial(method, e.query[q : q + 1]), repeats)
+                 for q in range(min(queries, len(e.query)))]
         if index >= warmup:
             support_ms.append(wall)
             support_cpu.append(cpu)
