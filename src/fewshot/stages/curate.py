@@ -23,6 +23,7 @@ from fewshot.core.errors import UserError, one_line_errors
 from fewshot.core.fileio import write_json, write_parquet
 from fewshot.core.tracking import stage_run
 from fewshot.data import curation
+from fewshot.data.subset import subset
 from fewshot.data.validation import check_items
 from fewshot.modalities import modality_of
 from fewshot.stages.argv import domain_from_argv
@@ -34,7 +35,7 @@ def main() -> None:
     name = domain_from_argv("curate", params.domains)
     cfg, where = params.domains[name].curate, paths.Domain(name)
     manifest = pd.read_csv(where.raw / "manifest.csv", dtype=str, keep_default_na=False)
-    manifest = curation.subset(manifest, cfg.max_classes, cfg.max_groups, cfg.min_groups,
+    manifest = subset(manifest, cfg.max_classes, cfg.max_groups, cfg.min_groups,
                                cfg.split_seed, cfg.test_classes)
     kind = json.loads(where.source.read_text())["modality"]
     modality = modality_of(kind)
