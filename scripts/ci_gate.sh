@@ -27,6 +27,7 @@ throwaway_clone() {
   git -C "$dest" checkout --quiet --detach "$(git -C "$src" rev-parse HEAD)"
   mkdir -p "$src/.dvc/cache" "$src/data/downloads"
   (cd "$dest" && dvc cache dir --local "$src/.dvc/cache" >/dev/null)
+  mkdir -p "$dest/data"
   ln -s "$src/data/downloads" "$dest/data/downloads"
 }
 

@@ -37,3 +37,31 @@ def test_reproducibility_step_fails_when_the_second_clean_run_differs_from_the_f
     assert differs.returncode == 1
     assert "per_episode: 1 of 200 episodes differ (first: episode 7" in differs.stdout
     assert "FAILED: 1 regression(s): protonet" in differs.stdout
+
+
+def test_ci_gate_runs_the_committed_head_in_a_clone_that_shares_the_dvc_cache(tmp_path):
+    """scripts/ci_gate.sh's clone: HEAD's committed files (not the edits), the checkout's cache."""
+    repo, clone = tmp_path / "repo", tmp_path / "clone"
+    shutil.copytree(ROOT / ".dvc", repo / ".dvc",
+                    ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
+    (repo / "params.yaml").write_text("seed: 0\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    (repo / "params.yaml").write_text("seed: 1\n")  # an uncommitted edit: not what the gate tests
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    script = f"source {ROOT}/scripts/ci_gate.sh && throwaway_clone {repo} {clone}"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (clone / "params.yaml").read_text() == "seed: 0\n"
+    cache = subprocess.run(["dvc", "cache", "dir"], cwd=clone, capture_output=True, text=True, env=env)
+    assert Path(cache.stdout.strip()) == repo / ".dvc" / "cache"
+    assert (clone / "data" / "downloads").resolve() == repo / "data" / "downloads"
+
+
+def test_ci_gate_names_a_bad_argument_in_one_line():
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "ci_gate.sh"), "--update"], capture_output=True,
+                          text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: unknown argument '--update'; expected nothing or --update-baseline"

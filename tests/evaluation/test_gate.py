@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from fewshot.core.errors import UserError
 from fewshot.evaluation import gate, metrics
 from tests.conftest import ROOT, plant_drop, repo_params
 
@@ -98,12 +97,15 @@ def test_missing_model_fails_and_new_model_is_listed():
     assert "new (no baseline)" in gate.table(rows, 0.95)
 
 
-def test_results_on_different_episodes_are_refused():
+def test_results_on_different_episodes_fail_by_name_instead_of_being_paired():
     base = results()
-    with pytest.raises(UserError, match="test episodes abc but current from def"):
-        gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base, episodes_hash="def")), GATE)
-    with pytest.raises(UserError, match="200 per-episode results but current 199"):
-        gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base[:-1])), GATE)
+    rows = gate.compare(snap(m=model_entry(base), n=model_entry(base)),
+                        snap(m=model_entry(base, episodes_hash="def"), n=model_entry(base)), GATE)
+    assert verdicts(rows) == {"m": ["test episodes changed (abc -> def): not comparable; update the "
+                                    "baseline if intended"], "n": []}
+    assert rows[0]["paired"] is None and "**REGRESSION**: test episodes changed" in gate.table(rows, 0.95)
+    rows = gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base[:-1])), GATE)
+    assert verdicts(rows)["m"][0].startswith("200 -> 199 per-episode results")
 
 
 def test_exact_mode_sees_one_changed_episode():

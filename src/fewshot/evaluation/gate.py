@@ -3,6 +3,7 @@
 Usage:
   python -m fewshot.gate compare BASELINE [--exact] [--out FILE]
   python -m fewshot.gate snapshot FILE
+  python -m fewshot.gate power [BASELINE] [--drop 0.02]
 
 BASELINE is a snapshot file (written by `snapshot`; the smoke preset's is committed as
 pipelines/baselines/smoke.json) or any git revision (`HEAD~1`, `main`, a tag) whose committed
@@ -17,22 +18,31 @@ Per model of the baseline:
   `gate.latency_min_ms`, compared only when both ran on the same device, and only when the query's
   CPU time grew by that ratio too: wall time that grows while CPU time does not is the machine
   busy with other work (a loaded CI runner), not a slower model (docs/experiments.md).
-Results from different episode files are refused (exit 2). A model of the baseline missing from
-the current results is a regression; a new model is listed without a verdict.
+Results from different test episodes cannot be paired: each such model fails with "test episodes
+changed" (a change to the data, sampler or episode parameters needs a deliberate baseline update).
+A model of the baseline missing from the current results is a regression; a new model is listed
+without a verdict.
 `--exact` demands bit-identical metrics, per-episode results and episode hashes instead (the
 reproducibility check: two clean runs of the same pipeline).
 The markdown table goes to stdout and, with --out, to a file.
+
+`power` answers "would the gate see a drop of this size?" from the per-episode variance of a
+baseline (default: the workspace's results): per model, the smallest drop it detects with 80%
+power and its power for `--drop`, under the conservative assumption that the two runs' episode
+results are uncorrelated (a small change to one model keeps them correlated, so the real power
+is higher).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from fewshot.core import params as params_lib
-from fewshot.core.errors import UserError, one_line_errors
+from fewshot.core.errors import one_line_errors
 from fewshot.core.fileio import atomic_path
 from fewshot.evaluation import metrics
 from fewshot.evaluation.snapshots import DETERMINISTIC, load_baseline, workspace_snapshot
@@ -40,7 +50,6 @@ from fewshot.evaluation.snapshots import DETERMINISTIC, load_baseline, workspace
 
 def compare(baseline: dict, current: dict, gate: params_lib.Gate, exact: bool = False) -> list[dict]:
     """One row per model: the numbers and a list of problems (empty = passes)."""
-    _refuse_different_episodes(baseline, current)
     rows = []
     for name in sorted(set(baseline["models"]) | set(current["models"])):
         base, cur = baseline["models"].get(name), current["models"].get(name)
@@ -59,6 +68,10 @@ def compare(baseline: dict, current: dict, gate: params_lib.Gate, exact: bool = 
             if base.get("per_episode") != cur.get("per_episode"):
                 row["problems"].append(_episodes_differ(base.get("per_episode") or [],
                                                         cur.get("per_episode") or []))
+            continue
+        unpaired = _not_comparable(base, cur)
+        if unpaired:
+            row["problems"].append(unpaired)
             continue
         paired = row["paired"] = metrics.paired_difference(base["per_episode"], cur["per_episode"],
                                                    gate.confidence)
@@ -117,18 +130,56 @@ def _episodes_differ(base: list, cur: list) -> str:
             f"{base[first]} -> {cur[first]})")
 
 
-def _refuse_different_episodes(baseline: dict, current: dict) -> None:
-    for name in sorted(set(baseline["models"]) & set(current["models"])):
-        base, cur = baseline["models"][name], current["models"][name]
-        if base.get("episodes_hash") != cur.get("episodes_hash"):
-            raise UserError(
-                f"model '{name}': baseline results come from test episodes "
-                f"{str(base.get('episodes_hash'))[:12]} but current from "
-                f"{str(cur.get('episodes_hash'))[:12]}; compare results on the same episode file "
-                "(same data, seed, n_way, n_shot, the domain's n_query and episodes) or update the baseline")
-        if len(base["per_episode"]) != len(cur["per_episode"]):
-            raise UserError(f"model '{name}': baseline has {len(base['per_episode'])} per-episode "
-                            f"results but current {len(cur['per_episode'])}; expected the same")
+def _not_comparable(base: dict, cur: dict) -> str | None:
+    """Why two results of one model cannot be paired, or None: they must come from the same test
+    episodes. A change that alters the episodes (data, sampler, seed, n_way, n_shot, n_query) is a
+    failure of the gate until the baseline is updated on purpose.
+
+    >>> _not_comparable({"episodes_hash": "ab" * 32, "per_episode": [1.0]},
+    ...                 {"episodes_hash": "cd" * 32, "per_episode": [1.0]})
+    'test episodes changed (ababababab -> cdcdcdcdcd): not comparable; update the baseline if intended'
+    """
+    if base.get("episodes_hash") != cur.get("episodes_hash"):
+        return (f"test episodes changed ({str(base.get('episodes_hash'))[:10]} -> "
+                f"{str(cur.get('episodes_hash'))[:10]}): not comparable; update the baseline if intended")
+    if len(base["per_episode"]) != len(cur["per_episode"]):
+        return (f"{len(base['per_episode'])} -> {len(cur['per_episode'])} per-episode results: not "
+                "comparable; update the baseline if intended")
+    return None
+
+
+def power(per_episode: list[float], drop: float, gate: params_lib.Gate) -> dict:
+    """How well the paired rule sees a true accuracy drop `drop` on these episodes.
+
+    The rule fails a model when the mean paired drop exceeds `gate.accuracy_drop` and the CI's upper
+    end is below zero. The standard error of the paired mean is taken as sqrt(2) x the per-episode
+    SD / sqrt(n) (two independent runs: the worst case). `detectable` is the smallest drop seen
+    with 80% power.
+
+    >>> rule = params_lib.Gate(0.01, 0.95, 0.02, latency_ratio=2.0, latency_min_ms=5.0)
+    >>> row = power([0.0, 0.5, 1.0, 0.5] * 100, 0.02, rule)
+    >>> round(row["se"], 4), round(row["detectable"], 4), round(row["power"], 2)
+    (0.025, 0.0703, 0.12)
+    """
+    from scipy import stats
+
+    n = len(per_episode)
+    mean = sum(per_episode) / n
+    sd = math.sqrt(sum((a - mean) ** 2 for a in per_episode) / (n - 1))
+    se = math.sqrt(2) * sd / math.sqrt(n)
+    need = max(gate.accuracy_drop, float(stats.t.ppf((1 + gate.confidence) / 2, n - 1)) * se)
+    return {"episodes": n, "sd": sd, "se": se, "detectable": need + float(stats.norm.ppf(0.8)) * se,
+            "power": float(stats.norm.sf((need - drop) / se)) if se > 0 else float(drop > need)}
+
+
+def power_table(snapshot: dict, drop: float, gate: params_lib.Gate) -> str:
+    lines = [f"| model | test episodes | per-episode SD | smallest drop seen at 80% power | power for a "
+             f"{drop:.3f} drop |", "|---|---|---|---|---|"]
+    for name, entry in sorted(snapshot["models"].items()):
+        row = power(entry["per_episode"], drop, gate)
+        lines.append(f"| {name} | {row['episodes']} | {row['sd']:.3f} | {row['detectable']:.4f} | "
+                     f"{row['power']:.2f} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict], confidence: float) -> str:
@@ -170,7 +221,15 @@ def main() -> None:
     run.add_argument("--out", type=Path, help="also write the markdown table here")
     save = commands.add_parser("snapshot", help="write the current results as a baseline file")
     save.add_argument("file", type=Path)
+    strength = commands.add_parser("power", help="the smallest accuracy drop the gate detects, per model")
+    strength.add_argument("baseline", nargs="?", help="snapshot file or git revision (default: workspace)")
+    strength.add_argument("--drop", type=float, default=0.02,
+                          help="drop to state the power for (default 0.02)")
     args = parser.parse_args()
+    if args.command == "power":
+        snap = load_baseline(args.baseline) if args.baseline else workspace_snapshot()
+        print(power_table(snap, args.drop, params_lib.load().gate))
+        return
     current = workspace_snapshot()
     if args.command == "snapshot":
         with atomic_path(args.file) as tmp:
