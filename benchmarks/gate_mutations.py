@@ -116,12 +116,19 @@ def run(mutation: Mutation, work: Path) -> dict:
     return result
 
 
+def _failure(row: dict) -> str:
+    """A failing model in a few words: its paired delta, and the reason unless it is accuracy."""
+    if row["paired_delta"] and row["reason"].startswith("accuracy dropped"):
+        return f"{row['model']} {row['paired_delta']}"
+    return f"{row['model']} {row['paired_delta']} ({row['reason']})".replace("  ", " ")
+
+
 def markdown(results: list[dict]) -> str:
     lines = ["| mutation | gate should fail | gate failed | failing models: paired Δ [95% CI] or reason "
              "| time |",
              "|---|---|---|---|---|"]
     for r in results:
-        models = "; ".join(f"{row['model']} {row['paired_delta'] or row['reason']}" for row in r["failing"])
+        models = "; ".join(_failure(row) for row in r["failing"])
         lines.append(f"| {r['mutation']}: {r['what']} | {'yes' if r['expected_caught'] else 'no'} | "
                      f"{'**yes**' if r['caught'] else 'no'} (exit {r['exit']}) | {models or '–'} | "
                      f"{r['seconds']:.0f} s |")
