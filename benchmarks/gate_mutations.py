@@ -128,7 +128,11 @@ def markdown(results: list[dict]) -> str:
              "| time |",
              "|---|---|---|---|---|"]
     for r in results:
-        models = "; ".join(_failure(row) for row in r["failing"])
+        changed = [row for row in r["failing"] if row["reason"].startswith("test episodes changed")]
+        if changed and len(changed) == len(r["failing"]):
+            models = f"all {len(changed)} models: test episodes changed, not comparable"
+        else:
+            models = "; ".join(_failure(row) for row in r["failing"])
         lines.append(f"| {r['mutation']}: {r['what']} | {'yes' if r['expected_caught'] else 'no'} | "
                      f"{'**yes**' if r['caught'] else 'no'} (exit {r['exit']}) | {models or '–'} | "
                      f"{r['seconds']:.0f} s |")
