@@ -159,12 +159,15 @@ class Gate:
     ece_increase: float      # fail when calibrated ECE rises by more than this
     latency_ratio: float     # fail when query p50 exceeds baseline x this (same device only)
     latency_min_ms: float    # ... and by more than this many ms
+    machine_noise_factor: float  # accuracy / ECE limits are at least this x the baseline's machine noise
 
     def __post_init__(self):
         _require(0 < self.confidence < 1 and min(self.accuracy_drop, self.ece_increase,
-                                                  self.latency_min_ms) >= 0 and self.latency_ratio >= 1,
+                                                  self.latency_min_ms, self.machine_noise_factor) >= 0
+                 and self.latency_ratio >= 1,
                  f"confidence={self.confidence} must be in (0, 1), accuracy_drop={self.accuracy_drop}, "
-                 f"ece_increase={self.ece_increase} and latency_min_ms={self.latency_min_ms} >= 0, "
+                 f"ece_increase={self.ece_increase}, latency_min_ms={self.latency_min_ms} and "
+                 f"machine_noise_factor={self.machine_noise_factor} >= 0, "
                  f"latency_ratio={self.latency_ratio} >= 1")
 
 

@@ -4,6 +4,7 @@ Usage:
   python -m fewshot.gate compare BASELINE [--exact] [--out FILE]
   python -m fewshot.gate snapshot FILE
   python -m fewshot.gate power [BASELINE] [--drop 0.02]
+  python -m fewshot.gate noise BASELINE LABEL=FILE...
 
 BASELINE is a snapshot file (written by `snapshot`; the smoke preset's is committed as
 pipelines/baselines/smoke.json) or any git revision (`HEAD~1`, `main`, a tag) whose committed
@@ -18,6 +19,10 @@ Per model of the baseline:
   `gate.latency_min_ms`, compared only when both ran on the same device, and only when the query's
   CPU time grew by that ratio too: wall time that grows while CPU time does not is the machine
   busy with other work (a loaded CI runner), not a slower model (docs/experiments.md).
+A baseline made by scripts/baseline.sh also records each model's machine noise: how far its
+accuracy and ECE moved when the same preset ran again with another floating-point path (one
+thread; no AVX-512). Trained models are not bit-identical across machines, so for such a baseline
+the accuracy and ECE limits are at least `gate.machine_noise_factor` x that noise (`noise` writes it).
 Results from different test episodes cannot be paired: each such model fails with "test episodes
 changed" (a change to the data, sampler or episode parameters needs a deliberate baseline update).
 A model of the baseline missing from the current results is a regression; a new model is listed
@@ -41,9 +46,10 @@ import sys
 from pathlib import Path
 
 from fewshot.core import params as params_lib
-from fewshot.core.errors import one_line_errors
+from fewshot.core.errors import UserError, one_line_errors
 from fewshot.core.fileio import atomic_path
-from fewshot.evaluation import metrics
+from fewshot.evaluation import metrics, snapshots
+from fewshot.evaluation.gate_table import table
 from fewshot.evaluation.power import power_table
 from fewshot.evaluation.snapshots import DETERMINISTIC, load_baseline, workspace_snapshot
 
@@ -75,11 +81,13 @@ def compare(baseline: dict, current: dict, gate: params_lib.Gate, exact: bool = 
             continue
         paired = row["paired"] = metrics.paired_difference(base["per_episode"], cur["per_episode"],
                                                    gate.confidence)
-        if -paired.mean > gate.accuracy_drop and paired.high < 0:
-            row["problems"].append(f"accuracy dropped {-paired.mean:.4f} (> {gate.accuracy_drop})")
+        acc_limit, ece_limit = (_limit(gate.accuracy_drop, base, "accuracy", gate),
+                                _limit(gate.ece_increase, base, "ece_calibrated", gate))
+        if -paired.mean > acc_limit[0] and paired.high < 0:
+            row["problems"].append(f"accuracy dropped {-paired.mean:.4f} (> {acc_limit[1]})")
         rise = cur["ece_calibrated"] - base["ece_calibrated"]
-        if rise > gate.ece_increase:
-            row["problems"].append(f"ECE rose {rise:.4f} (> {gate.ece_increase})")
+        if rise > ece_limit[0]:
+            row["problems"].append(f"ECE rose {rise:.4f} (> {ece_limit[1]})")
         slower = _slower(base, cur, gate)
         if slower:
             row["problems"].append(slower)
@@ -93,10 +101,28 @@ def compare(baseline: dict, current: dict, gate: params_lib.Gate, exact: bool = 
     return rows
 
 
+def _limit(tolerance: float, base: dict, key: str, gate: params_lib.Gate) -> tuple[float, str]:
+    """The limit for metric `key` of a model and how to state it: the tolerance, or
+    `gate.machine_noise_factor` x the machine noise the baseline recorded for it when larger.
+
+    >>> rule = params_lib.Gate(0.01, 0.95, 0.02, latency_ratio=2.0, latency_min_ms=5.0,
+    ...                        machine_noise_factor=2.0)
+    >>> _limit(0.01, {"machine_noise": {"accuracy": 0.03}}, "accuracy", rule)
+    (0.06, '2.0 x machine noise 0.0300')
+    >>> _limit(0.01, {}, "accuracy", rule)
+    (0.01, '0.01')
+    """
+    noise = (base.get("machine_noise") or {}).get(key) or 0.0
+    if gate.machine_noise_factor * noise <= tolerance:
+        return tolerance, f"{tolerance}"
+    return gate.machine_noise_factor * noise, f"{gate.machine_noise_factor} x machine noise {noise:.4f}"
+
+
 def _slower(base: dict, cur: dict, gate: params_lib.Gate) -> str | None:
     """Why the current query latency is a regression, or None.
 
-    >>> rule = params_lib.Gate(0.01, 0.95, 0.02, latency_ratio=2.0, latency_min_ms=5.0)
+    >>> rule = params_lib.Gate(0.01, 0.95, 0.02, latency_ratio=2.0, latency_min_ms=5.0,
+    ...                         machine_noise_factor=2.0)
     >>> run = {"device": "cpu", "query_p50_ms": 10.0, "query_cpu_p50_ms": 9.0}
     >>> _slower(run, run | {"query_p50_ms": 40.0, "query_cpu_p50_ms": 36.0}, rule)
     'query p50 40.0 ms > 2.0 x 10.0 ms (CPU 36.0 ms vs 9.0 ms)'
@@ -148,32 +174,9 @@ def _not_comparable(base: dict, cur: dict) -> str | None:
     return None
 
 
-def table(rows: list[dict], confidence: float) -> str:
-    pct = f"{confidence:.0%}"
-    lines = [f"| model | accuracy: baseline → current | paired Δ [{pct} CI] | "
-             "ECE calibrated: baseline → current | query p50 ms: baseline → current | verdict |",
-             "|---|---|---|---|---|---|"]
-    for row in rows:
-        base, cur, paired = row["base"] or {}, row["cur"] or {}, row["paired"]
-        delta = (f"{paired.mean:+.4f} [{paired.low:+.4f}, {paired.high:+.4f}]" if paired else "")
-        verdict = ("**REGRESSION**: " + "; ".join(row["problems"]) if row["problems"]
-                   else "new (no baseline)" if row.get("new") else "ok")
-        lines.append(f"| {row['model']} | {_pair(_mean(base), _mean(cur), 'accuracy', '.4f')} | {delta} | "
-                     f"{_pair(base, cur, 'ece_calibrated', '.4f')} | "
-                     f"{_pair(base, cur, 'query_p50_ms', '.1f')} | {verdict} |")
-    return "\n".join(lines)
-
-
-def _mean(entry: dict) -> dict:
-    """The entry with accuracy as the mean of its per-episode results (what the paired test sees)."""
-    episodes = entry.get("per_episode")
-    return entry | {"accuracy": sum(episodes) / len(episodes)} if episodes else entry
-
-
-def _pair(base: dict, cur: dict, key: str, spec: str) -> str:
-    def fmt(value: float | None) -> str:
-        return "–" if value is None else format(value, spec)
-    return f"{fmt(base.get(key))} → {fmt(cur.get(key))}"
+def _write(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 @one_line_errors
@@ -191,15 +194,31 @@ def main() -> None:
     strength.add_argument("baseline", nargs="?", help="snapshot file or git revision (default: workspace)")
     strength.add_argument("--drop", type=float, default=0.02,
                           help="drop to state the power for (default 0.02)")
+    noisy = commands.add_parser("noise", help="record machine noise in a baseline file, from reruns "
+                                "of the same preset with another floating-point path")
+    noisy.add_argument("baseline", help="snapshot file of the baseline run (rewritten with the noise)")
+    noisy.add_argument("runs", nargs="+", metavar="LABEL=FILE",
+                       help="snapshot file of a rerun, labelled by what differed (e.g. threads=1=r1.json)")
     args = parser.parse_args()
+    if args.command == "noise":
+        runs = {}
+        for item in args.runs:
+            label, _, file = item.rpartition("=")
+            if not label or not file:
+                raise UserError(f"machine-noise run '{item}' is not LABEL=FILE")
+            runs[label] = load_baseline(file)
+        noisy = snapshots.with_machine_noise(load_baseline(args.baseline), runs)
+        _write(Path(args.baseline), json.dumps(noisy, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {args.baseline}: machine noise of {len(noisy['models'])} models, "
+              f"{len(runs)} reruns")
+        return
     if args.command == "power":
         snap = load_baseline(args.baseline) if args.baseline else workspace_snapshot()
         print(power_table(snap, args.drop, params_lib.load().gate))
         return
     current = workspace_snapshot()
     if args.command == "snapshot":
-        with atomic_path(args.file) as tmp:
-            tmp.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
+        _write(args.file, json.dumps(current, indent=1, sort_keys=True) + "\n")
         print(f"wrote {args.file}: {len(current['models'])} models")
         return
     gate = params_lib.load().gate
@@ -210,8 +229,7 @@ def main() -> None:
                        f"passed: {len(rows)} model(s) against {args.baseline}") + "\n")
     print(text)
     if args.out:
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(text)
+        _write(args.out, text)
     sys.exit(1 if failed else 0)
 
 

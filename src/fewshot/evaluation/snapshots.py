@@ -85,3 +85,44 @@ def load_baseline(baseline: str) -> dict:
 def _git(args: list[str]) -> str | None:
     done = subprocess.run(["git", *args], capture_output=True, text=True)
     return done.stdout if done.returncode == 0 else None
+
+
+def with_machine_noise(base: dict, replicates: dict[str, dict]) -> dict:
+    """The baseline `base` with, per model, how far its accuracy and calibrated ECE moved in
+    `replicates` (label -> snapshot): the same inputs, code and episodes run again with another
+    floating-point path (thread count, CPU instruction set). Trained models' numbers are not
+    bit-identical across machines: a different summation order changes the weights a little and
+    training amplifies it. The gate's limits for a model are at least `gate.machine_noise_factor`
+    x its largest move (`machine_noise`), so a baseline made on one machine gates runs on another.
+
+    >>> entry = {"episodes_hash": "h", "per_episode": [1.0, 0.5], "ece_calibrated": 0.10}
+    >>> base = {"models": {"m": entry}}
+    >>> other = {"models": {"m": entry | {"per_episode": [0.5, 0.5], "ece_calibrated": 0.13}}}
+    >>> noisy = with_machine_noise(base, {"threads=1": other})["models"]["m"]["machine_noise"]
+    >>> noisy["accuracy"], round(noisy["ece_calibrated"], 4), noisy["runs"]
+    (0.25, 0.03, {'threads=1': {'accuracy': 0.5, 'ece_calibrated': 0.13}})
+    """
+    models = {}
+    for name, entry in base["models"].items():
+        runs = {}
+        for label, snap in replicates.items():
+            other = snap["models"].get(name)
+            if other is None:
+                raise UserError(f"machine-noise run '{label}' has no results for model '{name}'; "
+                                "expected the same preset and code as the baseline run")
+            if other.get("episodes_hash") != entry.get("episodes_hash"):
+                raise UserError(f"machine-noise run '{label}' evaluated model '{name}' on other test "
+                                "episodes; expected the same preset and code as the baseline run")
+            runs[label] = {"accuracy": _mean(other["per_episode"]),
+                           "ece_calibrated": other.get("ece_calibrated")}
+        acc, ece = _mean(entry["per_episode"]), entry.get("ece_calibrated")
+        models[name] = entry | {"machine_noise": {
+            "accuracy": max((abs(r["accuracy"] - acc) for r in runs.values()), default=0.0),
+            "ece_calibrated": max((abs(r["ece_calibrated"] - ece) for r in runs.values()
+                                   if ece is not None and r["ece_calibrated"] is not None), default=0.0),
+            "runs": runs}}
+    return base | {"models": models}
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
