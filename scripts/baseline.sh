@@ -19,7 +19,7 @@
 set -euo pipefail
 
 # Label and environment of each rerun: another thread count, another instruction set.
-NOISE_RUNS=("threads=1|OMP_NUM_THREADS=1 MKL_NUM_THREADS=1"
+NOISE_RUNS=("1-thread|OMP_NUM_THREADS=1 MKL_NUM_THREADS=1"
             "no-avx512|ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2")
 
 main() {

@@ -65,3 +65,11 @@ def test_ci_gate_names_a_bad_argument_in_one_line():
                           text=True)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: unknown argument '--update'; expected nothing or --update-baseline"
+
+
+def test_baseline_script_names_a_missing_preset_in_one_line():
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "baseline.sh"), "nope"], capture_output=True,
+                          text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: preset 'nope' has no pipelines/nope.yaml; expected one argument, "
+                                   "e.g. ci or smoke")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from fewshot.evaluation import gate, metrics
+from fewshot.evaluation import gate, gate_table, metrics
 from tests.conftest import ROOT, plant_drop, repo_params
 
 GATE = repo_params().gate  # the repository's tolerances
@@ -94,7 +94,7 @@ def test_missing_model_fails_and_new_model_is_listed():
     base = results()
     rows = gate.compare(snap(a=model_entry(base)), snap(b=model_entry(base)), GATE)
     assert verdicts(rows) == {"a": ["missing from the current results"], "b": []}
-    assert "new (no baseline)" in gate.table(rows, 0.95)
+    assert "new (no baseline)" in gate_table.table(rows, 0.95)
 
 
 def test_results_on_different_episodes_fail_by_name_instead_of_being_paired():
@@ -103,9 +103,24 @@ def test_results_on_different_episodes_fail_by_name_instead_of_being_paired():
                         snap(m=model_entry(base, episodes_hash="def"), n=model_entry(base)), GATE)
     assert verdicts(rows) == {"m": ["test episodes changed (abc -> def): not comparable; update the "
                                     "baseline if intended"], "n": []}
-    assert rows[0]["paired"] is None and "**REGRESSION**: test episodes changed" in gate.table(rows, 0.95)
+    assert rows[0]["paired"] is None and "**REGRESSION**: test episodes changed" in gate_table.table(rows, 0.95)
     rows = gate.compare(snap(m=model_entry(base)), snap(m=model_entry(base[:-1])), GATE)
     assert verdicts(rows)["m"][0].startswith("200 -> 199 per-episode results")
+
+
+def test_a_drop_within_the_baselines_machine_noise_passes_and_one_beyond_it_fails():
+    """Trained models move across machines (another float path): a baseline made with
+    scripts/baseline.sh records how far; the limits are machine_noise_factor x that move."""
+    base = results(1000)
+    noisy = model_entry(base) | {"machine_noise": {"accuracy": 0.03, "ece_calibrated": 0.02}}
+    within = model_entry(plant_drop(base, 0.05, QUERIES), ece=0.05)  # 0.05 < 2 x 0.03; ECE +0.03 < 0.04
+    rows = gate.compare(snap(m=noisy), snap(m=within), GATE)
+    assert rows[0]["paired"].high < 0 and verdicts(rows) == {"m": []}
+    assert "±0.0300, ±0.0200" in gate_table.table(rows, 0.95)
+    plain = verdicts(gate.compare(snap(m=model_entry(base)), snap(m=within), GATE))["m"]
+    assert [p.split()[0] for p in plain] == ["accuracy", "ECE"]  # the same change, no noise recorded
+    beyond = gate.compare(snap(m=noisy), snap(m=model_entry(plant_drop(base, 0.08, QUERIES))), GATE)
+    assert verdicts(beyond)["m"] == ["accuracy dropped 0.0800 (> 2.0 x machine noise 0.0300)"]
 
 
 def test_exact_mode_sees_one_changed_episode():
@@ -163,4 +178,31 @@ def test_command_against_a_git_revision_and_a_snapshot_file(tmp_path):
                          ("params.yaml", "baseline file 'params.yaml' is not JSON")):
         refused = run_gate(tmp_path, "compare", bad)
         assert refused.returncode == 2 and refused.stderr.startswith(f"error: {message}")
+        assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_noise_command_records_the_largest_move_of_each_model_and_refuses_other_episodes(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    base = results()
+    write_reports(tmp_path, "protonet", base)
+    assert run_gate(tmp_path, "snapshot", "base.json").returncode == 0
+    for name, drop in (("r1.json", 0.01), ("no-avx512=run.json", 0.04)):  # a file name with "="
+        write_reports(tmp_path, "protonet", plant_drop(base, drop, QUERIES))
+        assert run_gate(tmp_path, "snapshot", name).returncode == 0
+    done = run_gate(tmp_path, "noise", "base.json", "1-thread=r1.json", "no-avx512=no-avx512=run.json")
+    assert done.returncode == 0, done.stderr
+    noise = json.loads((tmp_path / "base.json").read_text())["models"]["protonet"]["machine_noise"]
+    assert noise["accuracy"] == pytest.approx(0.04) and sorted(noise["runs"]) == ["1-thread", "no-avx512"]
+    write_reports(tmp_path, "protonet", plant_drop(base, 0.07, QUERIES))
+    within = run_gate(tmp_path, "compare", "base.json")  # 0.07 < 2.0 x 0.04
+    assert within.returncode == 0 and "| ±0.0400, ±0.0000 | ok |" in within.stdout
+
+    other = json.loads((tmp_path / "r1.json").read_text())
+    other["models"]["protonet"]["episodes_hash"] = "x" * 64
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    for args, message in ((["x=other.json"], "machine-noise run 'x' evaluated model 'protonet' on other "
+                                             "test episodes"),
+                          (["r1.json"], "machine-noise run 'r1.json' is not LABEL=FILE")):
+        refused = run_gate(tmp_path, "noise", "base.json", *args)
+        assert refused.returncode == 2 and refused.stderr.startswith(f"error: {message}"), refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1

@@ -198,12 +198,12 @@ def main() -> None:
                                 "of the same preset with another floating-point path")
     noisy.add_argument("baseline", help="snapshot file of the baseline run (rewritten with the noise)")
     noisy.add_argument("runs", nargs="+", metavar="LABEL=FILE",
-                       help="snapshot file of a rerun, labelled by what differed (e.g. threads=1=r1.json)")
+                       help="snapshot file of a rerun, labelled by what differed (e.g. 1-thread=r1.json; LABEL has no "=")")
     args = parser.parse_args()
     if args.command == "noise":
         runs = {}
         for item in args.runs:
-            label, _, file = item.rpartition("=")
+            label, _, file = item.partition("=")
             if not label or not file:
                 raise UserError(f"machine-noise run '{item}' is not LABEL=FILE")
             runs[label] = load_baseline(file)

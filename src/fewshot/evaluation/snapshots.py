@@ -98,9 +98,9 @@ def with_machine_noise(base: dict, replicates: dict[str, dict]) -> dict:
     >>> entry = {"episodes_hash": "h", "per_episode": [1.0, 0.5], "ece_calibrated": 0.10}
     >>> base = {"models": {"m": entry}}
     >>> other = {"models": {"m": entry | {"per_episode": [0.5, 0.5], "ece_calibrated": 0.13}}}
-    >>> noisy = with_machine_noise(base, {"threads=1": other})["models"]["m"]["machine_noise"]
+    >>> noisy = with_machine_noise(base, {"1-thread": other})["models"]["m"]["machine_noise"]
     >>> noisy["accuracy"], round(noisy["ece_calibrated"], 4), noisy["runs"]
-    (0.25, 0.03, {'threads=1': {'accuracy': 0.5, 'ece_calibrated': 0.13}})
+    (0.25, 0.03, {'1-thread': {'accuracy': 0.5, 'ece_calibrated': 0.13}})
     """
     models = {}
     for name, entry in base["models"].items():
