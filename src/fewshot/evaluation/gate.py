@@ -198,7 +198,8 @@ def main() -> None:
                                 "of the same preset with another floating-point path")
     noisy.add_argument("baseline", help="snapshot file of the baseline run (rewritten with the noise)")
     noisy.add_argument("runs", nargs="+", metavar="LABEL=FILE",
-                       help="snapshot file of a rerun, labelled by what differed (e.g. 1-thread=r1.json; LABEL has no "=")")
+                       help="snapshot file of a rerun, labelled by what differed, e.g. 1-thread=r1.json "
+                            "(LABEL has no '=')")
     args = parser.parse_args()
     if args.command == "noise":
         runs = {}
