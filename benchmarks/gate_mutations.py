@@ -91,9 +91,9 @@ def failing_rows(table: str) -> list[dict]:
     rows = []
     for line in table.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 6 and cells[5].startswith("**REGRESSION**"):
+        if len(cells) > 3 and cells[-1].startswith("**REGRESSION**"):  # the verdict is the last column
             rows.append({"model": cells[0], "paired_delta": cells[2],
-                         "reason": re.sub(r"^\*\*REGRESSION\*\*: ", "", cells[5])})
+                         "reason": re.sub(r"^\*\*REGRESSION\*\*: ", "", cells[-1])})
     return rows
 
 

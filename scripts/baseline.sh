@@ -6,16 +6,19 @@
 #
 # In a throwaway clone of HEAD (${BASELINE_DIR:-a temporary folder}; this checkout's params.yaml,
 # dvc.lock and reports/ stay as they are), sharing this checkout's DVC cache and package downloads:
-#  1. `python -m fewshot.tools.experiments run PRESET`: the baseline run;
+#  1. `python -m fewshot.tools.experiments run PRESET`: the baseline run, on this machine's default
+#     floating-point path (OMP_*, MKL_*, ATEN_CPU_CAPABILITY and ONEDNN_* of your shell are unset);
 #  2. the same preset again, every stage from scratch, once per other floating-point path a CI
 #     machine may take: one thread instead of all cores, and no AVX-512 (oneDNN, MKL and PyTorch's
 #     own kernels held to AVX2). Trained models are not bit-identical across machines: a different
 #     summation order changes the weights a little and training amplifies it (docs/experiments.md);
 #  3. `python -m fewshot.gate noise`: the baseline, with per model the largest move of its accuracy
-#     and calibrated ECE in those reruns; the gate's limits for a model are at least
-#     `gate.machine_noise_factor` x that move.
-# Writes pipelines/baselines/PRESET.json of this checkout: commit it with the change that made it.
-# The reruns use their own DVC cache, so they never enter the shared run cache.
+#     and calibrated ECE in those reruns (and in BASELINE_EXTRA_RUNS: space-separated LABEL=FILE
+#     snapshots of the same preset and commit made on other machines); the gate's limits for a
+#     model are at least `gate.machine_noise_factor` x that move.
+# Writes pipelines/baselines/PRESET.json of this checkout (atomically: an interrupted run leaves
+# the committed file as it was): commit it with the change that made it. The reruns use their own
+# DVC cache, so they never enter the shared run cache. A failed run keeps its folder and logs.
 set -euo pipefail
 
 # Label and environment of each rerun: another thread count, another instruction set.
@@ -25,14 +28,16 @@ NOISE_RUNS=("1-thread|OMP_NUM_THREADS=1 MKL_NUM_THREADS=1"
 main() {
   cd "$(dirname "${BASH_SOURCE[0]}")/.."
   local root="$PWD" preset="${1:-}"
-  if [[ $# -ne 1 || ! -f "pipelines/$preset.yaml" ]]; then
-    echo "error: preset '${preset}' has no pipelines/${preset}.yaml; expected one argument, e.g. ci or smoke" >&2
+  if [[ $# -ne 1 || ! "$preset" =~ ^[a-z0-9_]+$ || "$preset" == sweep_* || ! -f "pipelines/$preset.yaml" ]]; then
+    echo "error: preset '${preset}' is not a preset of pipelines/ (pipelines/NAME.yaml, not a sweep); expected one argument, e.g. ci or smoke" >&2
     exit 2
   fi
   # shellcheck source=lib.sh
   source scripts/lib.sh
   export PATH="$root/.venv/bin:$PATH" DVC_NO_ANALYTICS=1
-  local dir="${BASELINE_DIR:-$(mktemp -d -t fewshot-baseline.XXXXXX)}"
+  unset OMP_NUM_THREADS MKL_NUM_THREADS MKL_CBWR ATEN_CPU_CAPABILITY ONEDNN_MAX_CPU_ISA
+  local dir
+  dir="$(realpath -m "${BASELINE_DIR:-$(mktemp -d -t fewshot-baseline.XXXXXX)}")"
   export PYTHONPATH="$dir/src${PYTHONPATH:+:$PYTHONPATH}"
   if [[ -n "$(git status --porcelain --untracked-files=no)" ]]; then
     echo "note: uncommitted changes are not in the baseline; it is made from the commit HEAD ($(git rev-parse --short HEAD))" >&2
@@ -56,16 +61,18 @@ main() {
     python -m fewshot.gate snapshot "$dir/$label.json"
     runs+=("$label=$dir/$label.json")
   done
+  # shellcheck disable=SC2206  # BASELINE_EXTRA_RUNS is a list of LABEL=FILE words
+  runs+=(${BASELINE_EXTRA_RUNS:-})
 
   step "machine noise into the baseline"
   python -m fewshot.gate noise "$dir/baseline.json" "${runs[@]}"
+  python -m fewshot.gate power "$dir/baseline.json"
   mkdir -p "$root/pipelines/baselines"
-  cp "$dir/baseline.json" "$root/pipelines/baselines/$preset.json.tmp"
-  mv "$root/pipelines/baselines/$preset.json.tmp" "$root/pipelines/baselines/$preset.json"
-  BASELINE_FILE="$root/pipelines/baselines/$preset.json"
-  cd "$root"
-  python -m fewshot.gate power "$BASELINE_FILE"
+  local target="$root/pipelines/baselines/$preset.json"
+  cp "$dir/baseline.json" "$target.tmp.$$"
+  mv "$target.tmp.$$" "$target"
   step "wrote pipelines/baselines/$preset.json: commit it"
+  cd "$root"
   [[ -n "${BASELINE_DIR:-}" ]] || rm -rf "$dir"
 }
 

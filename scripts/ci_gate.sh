@@ -7,7 +7,8 @@
 #   bash scripts/ci_gate.sh                    gate the commit HEAD (CI runs it after the tests;
 #                                              run it before you push)
 #   bash scripts/ci_gate.sh --update-baseline  remake pipelines/baselines/ci.json with its machine
-#                                              noise (= bash scripts/baseline.sh ci; commit the file)
+#                                              noise (= bash scripts/baseline.sh ci, whose
+#                                              folder is BASELINE_DIR; commit the file)
 #
 # It tests the commit HEAD, never uncommitted edits: the run happens in a throwaway clone
 # (${CI_GATE_DIR:-a temporary folder}), so this checkout's params.yaml, dvc.lock and reports/ stay as
@@ -31,7 +32,8 @@ main() {
   esac
   export PATH="$root/.venv/bin:$PATH" DVC_NO_ANALYTICS=1
   # The stages import the clone's own code, not the editable install's (this checkout's src/).
-  local dir="${CI_GATE_DIR:-$(mktemp -d -t fewshot-ci-gate.XXXXXX)}"
+  local dir
+  dir="$(realpath -m "${CI_GATE_DIR:-$(mktemp -d -t fewshot-ci-gate.XXXXXX)}")"
   export PYTHONPATH="$dir/src${PYTHONPATH:+:$PYTHONPATH}"
   if [[ -n "$(git status --porcelain --untracked-files=no)" ]]; then
     echo "note: uncommitted changes are not tested; ci_gate.sh runs the commit HEAD ($(git rev-parse --short HEAD))" >&2

@@ -71,5 +71,5 @@ def test_baseline_script_names_a_missing_preset_in_one_line():
     done = subprocess.run(["bash", str(ROOT / "scripts" / "baseline.sh"), "nope"], capture_output=True,
                           text=True)
     assert done.returncode == 2
-    assert done.stderr.strip() == ("error: preset 'nope' has no pipelines/nope.yaml; expected one argument, "
-                                   "e.g. ci or smoke")
+    assert done.stderr.strip() == ("error: preset 'nope' is not a preset of pipelines/ (pipelines/NAME.yaml, "
+                                   "not a sweep); expected one argument, e.g. ci or smoke")

@@ -194,6 +194,10 @@ def test_noise_command_records_the_largest_move_of_each_model_and_refuses_other_
     assert done.returncode == 0, done.stderr
     noise = json.loads((tmp_path / "base.json").read_text())["models"]["protonet"]["machine_noise"]
     assert noise["accuracy"] == pytest.approx(0.04) and sorted(noise["runs"]) == ["1-thread", "no-avx512"]
+    assert "run 'no-avx512': 1 of 1 models moved" in done.stdout
+    strength = run_gate(tmp_path, "power", "base.json").stdout
+    row = next(line for line in strength.splitlines() if line.startswith("| protonet |")).split("|")
+    assert row[4].strip() == "±0.0400" and float(row[5]) > 2.0 * 0.04  # the noise limit, then 80% power
     write_reports(tmp_path, "protonet", plant_drop(base, 0.07, QUERIES))
     within = run_gate(tmp_path, "compare", "base.json")  # 0.07 < 2.0 x 0.04
     assert within.returncode == 0 and "| ±0.0400, ±0.0000 | ok |" in within.stdout
@@ -201,9 +205,16 @@ def test_noise_command_records_the_largest_move_of_each_model_and_refuses_other_
     other = json.loads((tmp_path / "r1.json").read_text())
     other["models"]["protonet"]["episodes_hash"] = "x" * 64
     (tmp_path / "other.json").write_text(json.dumps(other))
-    for args, message in ((["x=other.json"], "machine-noise run 'x' evaluated model 'protonet' on other "
-                                             "test episodes"),
-                          (["r1.json"], "machine-noise run 'r1.json' is not LABEL=FILE")):
-        refused = run_gate(tmp_path, "noise", "base.json", *args)
+    other["models"]["protonet"]["episodes_hash"] = "h" * 64
+    other["models"]["protonet"]["ece_calibrated"] = None
+    (tmp_path / "no-ece.json").write_text(json.dumps(other))
+    for args, message in ((["base.json", "x=other.json"], "machine-noise run 'x' evaluated model 'protonet' "
+                                                          "on other test episodes"),
+                          (["base.json", "x=no-ece.json"], "machine-noise run 'x' has no per-episode "
+                                                           "results or calibrated ECE for model 'protonet'"),
+                          (["base.json", "r1.json"], "machine-noise run 'r1.json' is not LABEL=FILE"),
+                          (["base.json", "a=r1.json", "a=r1.json"], "machine-noise run 'a=r1.json' is not"),
+                          (["HEAD", "a=r1.json"], "baseline 'HEAD' is not a snapshot file")):
+        refused = run_gate(tmp_path, "noise", *args)
         assert refused.returncode == 2 and refused.stderr.startswith(f"error: {message}"), refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1

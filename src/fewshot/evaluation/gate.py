@@ -205,10 +205,20 @@ def main() -> None:
         runs = {}
         for item in args.runs:
             label, _, file = item.partition("=")
-            if not label or not file:
-                raise UserError(f"machine-noise run '{item}' is not LABEL=FILE")
+            if not label or not file or label in runs or not Path(file).is_file():
+                raise UserError(f"machine-noise run '{item}' is not LABEL=FILE with a snapshot file and "
+                                "a label of its own")
             runs[label] = load_baseline(file)
+        if not Path(args.baseline).is_file():
+            raise UserError(f"baseline '{args.baseline}' is not a snapshot file; expected the file "
+                            "`gate snapshot` wrote (it is rewritten with the noise)")
         noisy = snapshots.with_machine_noise(load_baseline(args.baseline), runs)
+        for label in runs:
+            moved = [m for m, e in noisy["models"].items()
+                     if e["machine_noise"]["runs"][label]["accuracy"] != snapshots.mean(e["per_episode"])
+                     or e["machine_noise"]["runs"][label]["ece_calibrated"] != e.get("ece_calibrated")]
+            print(f"run '{label}': {len(moved)} of {len(noisy['models'])} models moved"
+                  + ("" if moved else " (the baseline's own float path? it adds no noise)"))
         _write(Path(args.baseline), json.dumps(noisy, indent=1, sort_keys=True) + "\n")
         print(f"wrote {args.baseline}: machine noise of {len(noisy['models'])} models, "
               f"{len(runs)} reruns")

@@ -113,16 +113,20 @@ def with_machine_noise(base: dict, replicates: dict[str, dict]) -> dict:
             if other.get("episodes_hash") != entry.get("episodes_hash"):
                 raise UserError(f"machine-noise run '{label}' evaluated model '{name}' on other test "
                                 "episodes; expected the same preset and code as the baseline run")
-            runs[label] = {"accuracy": _mean(other["per_episode"]),
+            if not other.get("per_episode") or (other.get("ece_calibrated") is None) != (
+                    entry.get("ece_calibrated") is None):
+                raise UserError(f"machine-noise run '{label}' has no per-episode results or calibrated "
+                                f"ECE for model '{name}'; expected a file written by `gate snapshot`")
+            runs[label] = {"accuracy": mean(other["per_episode"]),
                            "ece_calibrated": other.get("ece_calibrated")}
-        acc, ece = _mean(entry["per_episode"]), entry.get("ece_calibrated")
+        acc, ece = mean(entry["per_episode"]), entry.get("ece_calibrated")
         models[name] = entry | {"machine_noise": {
             "accuracy": max((abs(r["accuracy"] - acc) for r in runs.values()), default=0.0),
             "ece_calibrated": max((abs(r["ece_calibrated"] - ece) for r in runs.values()
-                                   if ece is not None and r["ece_calibrated"] is not None), default=0.0),
+                                   if ece is not None), default=0.0),
             "runs": runs}}
     return base | {"models": models}
 
 
-def _mean(values: list[float]) -> float:
+def mean(values: list[float]) -> float:
     return sum(values) / len(values)
