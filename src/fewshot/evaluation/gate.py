@@ -214,9 +214,7 @@ def main() -> None:
                             "`gate snapshot` wrote (it is rewritten with the noise)")
         noisy = snapshots.with_machine_noise(load_baseline(args.baseline), runs)
         for label in runs:
-            moved = [m for m, e in noisy["models"].items()
-                     if e["machine_noise"]["runs"][label]["accuracy"] != snapshots.mean(e["per_episode"])
-                     or e["machine_noise"]["runs"][label]["ece_calibrated"] != e.get("ece_calibrated")]
+            moved = snapshots.moved_models(noisy, label)
             print(f"run '{label}': {len(moved)} of {len(noisy['models'])} models moved"
                   + ("" if moved else " (the baseline's own float path? it adds no noise)"))
         _write(Path(args.baseline), json.dumps(noisy, indent=1, sort_keys=True) + "\n")

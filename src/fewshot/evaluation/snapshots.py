@@ -128,5 +128,13 @@ def with_machine_noise(base: dict, replicates: dict[str, dict]) -> dict:
     return base | {"models": models}
 
 
+def moved_models(noisy: dict, label: str) -> list[str]:
+    """The models whose accuracy or calibrated ECE differ in rerun `label` of a baseline written by
+    `with_machine_noise` (none: the rerun took the baseline's own float path)."""
+    return [name for name, entry in noisy["models"].items()
+            if entry["machine_noise"]["runs"][label] != {"accuracy": mean(entry["per_episode"]),
+                                                         "ece_calibrated": entry.get("ece_calibrated")}]
+
+
 def mean(values: list[float]) -> float:
     return sum(values) / len(values)
