@@ -117,8 +117,15 @@ main()
 
 def _start_sleeper(env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
     sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER], env=env, cwd=cwd, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     return sleeper, sleeper.stdout.readline().strip()
+
+
+def _status_within(client, run_id: str, seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while (status := client.get_run(run_id).info.status) == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return status
 
 
 def test_stopped_and_killed_stages_do_not_leave_runs_running(monkeypatch, tmp_path):
@@ -126,15 +133,30 @@ def test_stopped_and_killed_stages_do_not_leave_runs_running(monkeypatch, tmp_pa
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
     client = mlflow.MlflowClient(uri)
     stopped, stopped_id = _start_sleeper(env, tmp_path)
-    stopped.send_signal(signal.SIGTERM)  # DVC, a scheduler or `kill`: the run ends KILLED
+    os.killpg(stopped.pid, signal.SIGTERM)  # DVC, a scheduler or `kill`: the run ends KILLED
     _, err = stopped.communicate(timeout=60)
     assert stopped.returncode == 143 and "error: interrupted" in err
     assert client.get_run(stopped_id).info.status == "KILLED"
     killed, killed_id = _start_sleeper(env, tmp_path)
-    killed.kill()  # SIGKILL: nothing can run; the next stage on this host closes the run
+    killed.kill()  # SIGKILL of the stage alone: its tracking process ends the run
     killed.wait(timeout=60)
-    assert client.get_run(killed_id).info.status == "RUNNING"
+    assert _status_within(client, killed_id, 60) == "KILLED"
+    lost, lost_id = _start_sleeper(env, tmp_path)
+    os.killpg(lost.pid, signal.SIGKILL)  # the stage and its tracking process (a lost machine)
+    lost.wait(timeout=60)
+    assert _status_within(client, lost_id, 5) == "RUNNING"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
-    with stage_run("train@slow", "stops"):
-        assert client.get_run(killed_id).info.status == "KILLED"
+    with stage_run("train@slow", "stops") as run:
+        assert run.run_id  # the run exists: dead runs of this host were closed before it began
+        assert client.get_run(lost_id).info.status == "KILLED"
+
+
+def test_a_tracking_process_that_fails_fails_the_stage_in_one_line(monkeypatch, tmp_path):
+    """The store cannot be opened (a file where its folder should be): the stage's error names it."""
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/not-a-folder/m.db")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="MLflow did not record the run of episodes: .*not-a-folder"):
+        with stage_run("episodes", "unit") as run:
+            run.log_metrics({"x": 1.0})

@@ -12,9 +12,11 @@ transactions that sqlite serialises.
 
 Faults (see docs/failure-behaviour.md): a tracking server that does not answer fails the stage in
 seconds with one line naming the URI, before any work; a stage stopped by SIGTERM or Ctrl-C ends its
-run as KILLED; a run left RUNNING by a process that died without a word (kill -9, a lost machine)
-is marked KILLED by the next stage run on the same host. Names of metrics and params are made
-acceptable to MLflow, whatever data they came from.
+run as KILLED, and so does its tracking process when the stage dies without a word (kill -9); a
+run left RUNNING when both die (a lost machine) is marked KILLED by the next stage run on the same
+host. A stage's run is written by a companion process (`stage_run`, fewshot.core.tracking_worker)
+so that MLflow's start-up overlaps the stage's own; `mlflow_run` opens one in this process. Names
+of metrics and params are made acceptable to MLflow, whatever data they came from.
 """
 
 from __future__ import annotations
@@ -84,6 +86,10 @@ class StageRun:
                                       artifacts=artifacts, pip_requirements=requirements)
         return f"runs:/{self.run_id}/model"
 
+    def end(self, status: str) -> None:
+        """End the run now with `status` (FINISHED, FAILED, KILLED)."""
+        self._mlflow.end_run(status)
+
 
 def load_logged_model(uri: str) -> Any:
     """The Python object of a model logged by `StageRun.log_model` (unpickled: trusted stores only)."""
@@ -102,30 +108,58 @@ def __getattr__(name: str) -> Any:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None) -> Iterator[StageRun]:
-    """Open one MLflow run for a pipeline stage; a failing stage leaves a FAILED run behind."""
+def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None) -> Iterator[Any]:
+    """One MLflow run for a pipeline stage, written by a companion process while the stage works
+    (`fewshot.core.tracking_worker`); complete when the block ends. A failing stage leaves a FAILED
+    run behind, a stopped one (SIGTERM, Ctrl-C) a KILLED one."""
+    raise_if_unreachable(tracking_uri())
+    from fewshot.core.tracking_worker import run_beside
+
+    with _sigterm_as_interrupt(), run_beside(stage, experiment, tags or {}, os.getpid()) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def mlflow_run(stage: str, experiment: str, tags: dict[str, str] | None = None, *,
+               pid: int | None = None, handle_signals: bool = True) -> Iterator[StageRun]:
+    """One MLflow run opened in this process (a packaged model is logged only here): tagged with
+    the stage, commit, host and `pid` (default: this process), for `close_dead_runs`."""
+    mlflow = open_store()
+    with _sqlite_lock(tracking_uri()):
+        experiment_id = _experiment_id(mlflow, experiment)
+    close_dead_runs(mlflow.tracking.MlflowClient(), experiment_id)
+    all_tags = {"stage": stage, "git_commit": git_commit(), "host": socket.gethostname(),
+                "pid": str(pid or os.getpid())}
+    if os.environ.get("DVC_EXP_NAME"):
+        all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    all_tags.update(tags or {})
+    signals = _sigterm_as_interrupt() if handle_signals else contextlib.nullcontext()
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags) as run, signals:
+        try:
+            yield StageRun(mlflow, run.info.run_id)
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+
+
+def open_store() -> Any:
+    """MLflow, pointed at `tracking_uri()` with its store opened (created or migrated, under the
+    sqlite lock): ≈ 3.5 s of imports and SQLAlchemy set-up, paid once per process and URI."""
     uri = tracking_uri()
     raise_if_unreachable(uri)
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     import mlflow  # imported here: 3 s that commands without tracking should not pay
 
-    with _sqlite_lock(uri):
-        mlflow.set_tracking_uri(uri)
-        experiment_id = _experiment_id(mlflow, experiment)
-    close_dead_runs(mlflow.tracking.MlflowClient(), experiment_id)
-    all_tags = {"stage": stage, "git_commit": git_commit(), "host": socket.gethostname(),
-                "pid": str(os.getpid())}
-    if os.environ.get("DVC_EXP_NAME"):
-        all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    all_tags.update(tags or {})
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags) as run, \
-            _sigterm_as_interrupt():
-        try:
-            yield StageRun(mlflow, run.info.run_id)
-        except KeyboardInterrupt:
-            mlflow.end_run("KILLED")
-            raise
+    mlflow.set_tracking_uri(uri)
+    if uri not in _OPENED:
+        with _sqlite_lock(uri):
+            mlflow.MlflowClient().search_experiments(max_results=1)
+        _OPENED.add(uri)
+    return mlflow
+
+
+_OPENED: set[str] = set()
 
 
 def safe_name(name: str) -> str:

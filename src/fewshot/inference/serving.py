@@ -123,7 +123,7 @@ def _inside(root: Path, given: str) -> Path | None:
 def log_model(model: str, support_set: Path, threshold: float = 0.0,
               experiment: str = "fewshot-serving") -> str:
     """Log the model + support set as a pyfunc model in a new MLflow run; return its model URI."""
-    from fewshot.core.tracking import stage_run
+    from fewshot.core.tracking import mlflow_run
 
     trained = inference.load(model)
     SupportSet.load(support_set, trained)  # refuse a support set of another model before logging
@@ -132,7 +132,7 @@ def log_model(model: str, support_set: Path, threshold: float = 0.0,
         with atomic_path(config) as tmp:
             tmp.write_text(json.dumps({"name": trained.name, "temperature": trained.temperature,
                                        "threshold": threshold}))
-        with stage_run("serve", experiment, {"model": trained.name} | {
+        with mlflow_run("serve", experiment, {"model": trained.name} | {
                 k: str(v) for k, v in trained.provenance.items()}) as run:
             return run.log_model(FewShotModel(), {"model": str(trained.path),
                                                   "support": str(support_set), "config": str(config)},
