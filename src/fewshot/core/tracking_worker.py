@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -150,8 +151,14 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
+    # Replies go on the stdout the stage reads; whatever MLflow prints (a server's "View run"
+    # links) goes to stderr instead, where the user sees it.
+    channel = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
     def reply(message: dict) -> None:
-        print(json.dumps(message), flush=True)
+        print(json.dumps(message), file=channel, flush=True)
 
     try:
         _serve(iter(sys.stdin.readline, ""), reply)
