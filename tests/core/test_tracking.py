@@ -157,6 +157,11 @@ def test_a_tracking_process_that_fails_fails_the_stage_in_one_line(monkeypatch, 
     (tmp_path / "not-a-folder").write_text("")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/not-a-folder/m.db")
     monkeypatch.chdir(tmp_path)
+    work_done = False
     with pytest.raises(UserError, match="MLflow did not record the run of episodes: .*not-a-folder"):
         with stage_run("episodes", "unit") as run:
-            run.log_metrics({"x": 1.0})
+            for step in range(600):  # a minute of work: the failure must stop it, not wait for it
+                run.log_metrics({"x": 1.0}, step=step)
+                time.sleep(0.1)
+            work_done = True
+    assert not work_done

@@ -11,6 +11,9 @@ The worker ignores SIGINT and SIGTERM (Ctrl-C and DVC's stop reach the whole pro
 stage turns them into the KILLED status it sends), and ends the run KILLED itself when its stdin
 closes without a status: the stage died without a word (kill -9). Its stdout carries two lines
 back: `{"run_id": ...}` once the run exists, then `{"done": true}` or `{"error": "one line"}`.
+A worker's error fails the stage at its next logging call, or when its run ends. Files are read
+when the worker reaches their `log_artifact`: a stage must not delete or rewrite a file it logged
+before its run ends (none does).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import atexit
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -70,11 +74,21 @@ class WorkerRun:
                          f"{self._error or 'its tracking process died'}")
 
     def _send(self, op: str, *args: Any) -> None:
+        self._raise_if_worker_failed()
         try:
             self._process.stdin.write(json.dumps([op, *args]) + "\n")
             self._process.stdin.flush()
         except BrokenPipeError:  # the worker stopped: finish() or run_id says why
             pass
+
+    def _raise_if_worker_failed(self) -> None:
+        """Fail at the first call after the worker gave up (a refused login, an old schema), not
+        only when the stage's work is done."""
+        if self._process.stdout.closed or not select.select([self._process.stdout], [], [], 0)[0]:
+            return
+        line = self._process.stdout.readline()  # the worker writes whole lines
+        if not line or "error" in self._read(line):
+            raise self.failure()
 
     def _read(self, line: str) -> dict:
         reply = json.loads(line) if line.strip() else {}
@@ -94,10 +108,16 @@ def prestart() -> None:
 
 
 def _discard_unused() -> None:
-    """At exit, stop a worker no run took (the stage failed or printed its help before its run)."""
+    """At exit, end a worker no run took (the stage failed or printed its help before its run):
+    its stdin closes, so it returns once the store is open — never killed while it may be creating
+    or migrating a new store's tables (not atomic in MLflow)."""
     if _prestarted is not None:
-        _prestarted.kill()
-        _prestarted.wait()
+        with contextlib.suppress(BrokenPipeError):
+            _prestarted.stdin.close()
+        try:
+            _prestarted.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            _prestarted.kill()
 
 
 def _spawn() -> subprocess.Popen:
@@ -115,7 +135,8 @@ def run_beside(stage: str, experiment: str, tags: dict[str, str], pid: int) -> I
     try:
         yield run
     except KeyboardInterrupt:
-        run.finish("KILLED")
+        with contextlib.suppress(UserError):  # the stop is what the exit status must say
+            run.finish("KILLED")
         raise
     except BaseException:
         with contextlib.suppress(UserError):  # the stage's own error is the one to show

@@ -12,5 +12,6 @@ from fewshot.core import tracking_worker
 
 TRACKED = ("ingest", "curate", "episodes", "embed", "train", "evaluate", "report")
 
-if sys.orig_argv[1:3] in ([opt, f"fewshot.stages.{name}"] for opt in ("-m",) for name in TRACKED):
+_module = sys.orig_argv[sys.orig_argv.index("-m") + 1] if "-m" in sys.orig_argv[:-1] else ""
+if _module in {f"fewshot.stages.{name}" for name in TRACKED} and not {"-h", "--help"} & set(sys.argv):
     tracking_worker.prestart()
