@@ -32,6 +32,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from fewshot.core.dead_runs import close_dead_runs
 from fewshot.core.fileio import project_root
 from fewshot.core.tracking_server import raise_if_unreachable
 
@@ -170,30 +171,6 @@ def safe_name(name: str) -> str:
     """
     clean = _UNSAFE.sub("_", str(name))
     return f"_{clean}" if clean.startswith(".") or not clean else clean
-
-
-def close_dead_runs(client: Any, experiment_id: str) -> list[str]:
-    """Mark KILLED the RUNNING runs this host started from processes that no longer exist."""
-    host = socket.gethostname()
-    running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
-                                 max_results=1000)
-    closed = []
-    for run in running:
-        tags = run.data.tags
-        if tags.get("host") == host and tags.get("pid", "").isdigit() and not _alive(int(tags["pid"])):
-            client.set_terminated(run.info.run_id, "KILLED")
-            closed.append(run.info.run_id)
-    return closed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 class Terminated(KeyboardInterrupt):
