@@ -155,6 +155,38 @@ def save_model(folder: Path, method: str = "protonet", backbone: str = "efficien
     return path
 
 
+# The files whose tests share one expensive run: under pytest-xdist (`make test` runs `-n 2`) each
+# group goes to one worker as a whole, so the run happens once per session; the other tests spread
+# one by one over whichever worker is free. Largest group first (xdist's loadscope order).
+SHARED_RUNS = {"tests/test_pipeline.py": "smoke run", "tests/test_pipeline_models.py": "smoke run",
+               "tests/test_pipeline_light_curves.py": "smoke run", "tests/test_sweep.py": "sweep"}
+_FIXTURE_OF_RUN = {"smoke run": "project", "sweep": "swept"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test of a shared run outside its group's files would make a second worker repeat the run."""
+    for item in items:
+        for run, fixture in _FIXTURE_OF_RUN.items():
+            if (fixture in getattr(item, "fixturenames", ())
+                    and SHARED_RUNS.get(item.nodeid.split("::")[0]) != run):
+                raise pytest.UsageError(f"{item.nodeid} uses the `{fixture}` fixture; add its file "
+                                        f"to SHARED_RUNS in tests/conftest.py as {run!r}")
+
+
+try:  # pytest-xdist's `loadgroup` marks do not reach its scheduler under pytest 9 (nodeids
+    from xdist.scheduler import LoadScopeScheduling  # are no longer rewritable), so: a scheduler
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return SHARED_RUNS.get(nodeid.split("::")[0], nodeid)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(config, log):
+        return SharedRunScheduling(config, log)
+except ImportError:  # pytest without xdist: the tests run in one process
+    pass
+
+
 @pytest.fixture(scope="session")
 def project(tmp_path_factory):
     """The smoke pipeline, run once per test session by a real `dvc repro` in a temporary git

@@ -150,25 +150,26 @@ def test_more_shots_reruns_only_stages_that_read_them(project):
 
 
 def test_more_test_episodes_rerun_evaluate_and_retrain_nothing(project):
-    """train@ reads the val episodes only: a longer test file must not retrain any model."""
+    """train@ reads the val episodes only: a longer test file must not retrain any model. (On the
+    light-curve domain: its 5 evaluations cost half of the 8 image ones, twice.)"""
     repo, env = project["repo"], project["env"]
     params = repo / "params.yaml"
     original = params.read_text()
-    before = file_hash(repo / "data/images/episodes/test.parquet")
+    before = file_hash(repo / "data/light_curves/episodes/test.parquet")
     more = yaml.safe_load(original)
-    more["domains"]["images"]["episodes"]["test_episodes"] = 120
+    more["domains"]["light_curves"]["episodes"]["test_episodes"] = 120
     params.write_text(yaml.safe_dump(more, sort_keys=False))
     try:
         done = sh(["dvc", "repro"], repo, env)
     finally:
         params.write_text(original)
     ran = {line.split("'")[1] for line in done.stdout.splitlines() if line.startswith("Running stage")}
-    # only the images domain's test file changed: its evaluations rerun, no model retrains
-    images = {f"evaluate@{m}" for m in MODELS if DOMAIN_OF[m] == "images"}
-    assert ran == {"check", "episodes@images", "report"} | images
-    assert json.loads((repo / "reports/metrics/protonet.json").read_text())["episodes"] == 120
+    # only the light-curve domain's test file changed: its evaluations rerun, no model retrains
+    evaluations = {f"evaluate@{m}" for m in MODELS if DOMAIN_OF[m] == "light_curves"}
+    assert ran == {"check", "episodes@light_curves", "report"} | evaluations
+    assert json.loads((repo / "reports/metrics/lc_protonet.json").read_text())["episodes"] == 120
     sh(["dvc", "repro"], repo, env)  # back to the committed params: the same episodes again
-    assert file_hash(repo / "data/images/episodes/test.parquet") == before
+    assert file_hash(repo / "data/light_curves/episodes/test.parquet") == before
     assert "up to date" in sh(["dvc", "status"], repo, env).stdout
 
 
