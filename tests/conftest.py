@@ -180,7 +180,7 @@ try:  # pytest-xdist's `loadgroup` marks do not reach its scheduler under pytest
         def _split_scope(self, nodeid: str) -> str:
             return SHARED_RUNS.get(nodeid.split("::")[0], nodeid)
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: `-p no:xdist` runs serially
     def pytest_xdist_make_scheduler(config, log):
         return SharedRunScheduling(config, log)
 except ImportError:  # pytest without xdist: the tests run in one process

@@ -8,7 +8,7 @@ training episodes come from the same sampler on the fly.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +106,53 @@ def iter_episodes(table: pd.DataFrame):
 def split_roles(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(support rows, query rows) of one episode."""
     return rows[rows["role"] == "support"], rows[rows["role"] == "query"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every episode of a table as arrays (E episodes, one shape): item ids and labels of the
+    support (E, N_s) and query (E, N_q) rows, each role in the table's row order as
+    `iter_episodes` yields them, and the class of each label (E, n_way). Built once per file, so
+    that scoring gathers all episodes' inputs in a few indexing operations."""
+
+    support_items: np.ndarray
+    support_labels: np.ndarray
+    query_items: np.ndarray
+    query_labels: np.ndarray
+    classes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.support_items)
+
+    def __getitem__(self, episodes: slice) -> Layout:
+        return Layout(*(getattr(self, f.name)[episodes] for f in fields(self)))
+
+
+def layout(table: pd.DataFrame) -> Layout | None:
+    """The table's episodes as a `Layout`, or None when they differ in shape (support or query
+    size, ways, or shots per class): such episodes are scored one by one."""
+    episode = table["episode_id"].to_numpy()
+    is_query = (table["role"] == "query").to_numpy()
+    order = np.lexsort((is_query, episode))  # stable: within a role, the table's row order
+    episode, is_query = episode[order], is_query[order]
+    ids, per_episode = np.unique(episode, return_counts=True)
+    n_query = np.bincount(np.searchsorted(ids, episode[is_query]), minlength=len(ids))
+    if len(ids) == 0 or len(set(per_episode)) > 1 or len(set(n_query)) > 1 or n_query[0] == 0 \
+            or n_query[0] == per_episode[0]:
+        return None
+    n_support = int(per_episode[0] - n_query[0])
+    items = table["item_id"].to_numpy()[order].reshape(len(ids), -1)
+    labels = table["label"].to_numpy()[order].reshape(len(ids), -1).astype(np.int64)
+    classes = table["class_id"].to_numpy()[order].reshape(len(ids), -1)
+    support_labels = labels[:, :n_support]
+    n_way = int(support_labels.max()) + 1
+    by_label = np.argsort(support_labels, axis=1, kind="stable")
+    grouped = np.take_along_axis(support_labels, by_label, axis=1)
+    if n_support % n_way or (grouped != np.repeat(np.arange(n_way), n_support // n_way)).any():
+        return None  # not every episode has labels 0..n_way-1 with equal shots
+    return Layout(items[:, :n_support], support_labels, items[:, n_support:],
+                  labels[:, n_support:],
+                  np.take_along_axis(classes[:, :n_support], by_label, axis=1)[:, :: n_support // n_way])
 
 
 def file_hash(path: Path) -> str:

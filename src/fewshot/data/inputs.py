@@ -8,13 +8,15 @@ import copy
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 import torch
 
 from fewshot.data import features
+from fewshot.data.episodes import Layout
 from fewshot.data.text import TextFeatures
 from fewshot.modalities import Modality
-from fewshot.models.methods.base import Episode
+from fewshot.models.methods.base import Episode, Episodes
 
 
 class ItemInputs:
@@ -34,6 +36,16 @@ class ItemInputs:
         classes = support.drop_duplicates("label").sort_values("label")["class_id"].tolist()
         return Episode(self._take(support), _labels(support), self._take(query), _labels(query),
                        self.text.features[self.text.rows(classes)])
+
+    def episodes(self, layout: Layout) -> Episodes:
+        """The inputs of every episode of `layout`, stacked: each distinct item's inputs once."""
+        support, query = layout.support_items, layout.query_items
+        ids, rows = np.unique(np.concatenate([support.ravel(), query.ravel()]), return_inverse=True)
+        rows = torch.from_numpy(rows.astype(np.int64))
+        text = self.text.features[self.text.rows(list(layout.classes.ravel()))]
+        return Episodes(self.of(list(ids)), rows[: support.size].reshape(support.shape),
+                        torch.from_numpy(layout.support_labels), rows[support.size :].reshape(query.shape),
+                        torch.from_numpy(layout.query_labels), text.unflatten(0, layout.classes.shape))
 
     def of(self, item_ids: list[str]) -> torch.Tensor:
         """The model inputs of these items, in this order."""

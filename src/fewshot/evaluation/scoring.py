@@ -1,5 +1,10 @@
 """Scoring a method on episodes: logits per episode, and their mean accuracy (training's model
-selection and evaluation both use it)."""
+selection and evaluation both use it).
+
+The episodes of a file share one shape, so they are scored together: their inputs gathered once
+into (E, N, ...) tensors (`episodes.layout`, `ItemInputs.episodes`) and each method's
+`batch_logits` run on chunks of them: equal to scoring episode by episode (`score_one_by_one`, the
+reference) to float rounding, and much faster (benchmarks/batched_scoring.py, docs/results.md)."""
 
 from __future__ import annotations
 
@@ -23,8 +28,29 @@ def episode_logits(method: FewShotMethod, episode: Episode) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score(method: FewShotMethod, inputs: ItemInputs, table: pd.DataFrame) -> list[dict]:
-    """Per episode: query labels (N_q,) and logits (N_q, n_way)."""
+def score(method: FewShotMethod, inputs: ItemInputs, table: pd.DataFrame,
+          chunk: int = 512) -> list[dict]:
+    """Per episode, in episode order: query labels (N_q,) and logits (N_q, n_way). Episodes of one
+    shape are scored `chunk` at a time (bounded memory); a table whose episodes differ in shape
+    episode by episode."""
+    layout = episodes_lib.layout(table)
+    if layout is None:
+        return score_one_by_one(method, inputs, table)
+    method.eval()
+    results = []
+    with backbone_applied_once(method, inputs, table["item_id"]) as encoded:
+        for start in range(0, len(layout), chunk):
+            episodes = encoded.episodes(layout[start : start + chunk])
+            logits = method.batch_logits(episodes)
+            results += [{"labels": labels, "logits": episode_logits}
+                        for labels, episode_logits in zip(episodes.query_labels.numpy(),
+                                                          logits.numpy(), strict=True)]
+    return results
+
+
+@torch.no_grad()
+def score_one_by_one(method: FewShotMethod, inputs: ItemInputs, table: pd.DataFrame) -> list[dict]:
+    """`score`, one episode at a time: its reference, and the path for episodes of mixed shapes."""
     method.eval()
     results = []
     with backbone_applied_once(method, inputs, table["item_id"]) as encoded:

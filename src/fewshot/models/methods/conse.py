@@ -14,7 +14,7 @@ from torch import nn
 
 from fewshot.core.errors import UserError
 from fewshot.models.methods import METHODS
-from fewshot.models.methods.base import FewShotMethod, Parts, require
+from fewshot.models.methods.base import Episodes, FewShotMethod, Parts, require
 
 
 @dataclass(frozen=True)
@@ -57,3 +57,7 @@ class ConSE(FewShotMethod):
 
     def forward(self, query: torch.Tensor) -> torch.Tensor:
         return self.options.scale * self.semantic(query) @ require(self.class_text).T
+
+    def batch_logits(self, episodes: Episodes) -> torch.Tensor:
+        class_text = nn.functional.normalize(episodes.class_text, dim=-1)
+        return self.options.scale * episodes.map(self.semantic).query @ class_text.transpose(1, 2)

@@ -9,7 +9,15 @@ from torch import nn
 
 from fewshot.core.errors import UserError
 from fewshot.models.methods import METHODS
-from fewshot.models.methods.base import FewShotMethod, Parts, class_means, projection, require
+from fewshot.models.methods.base import (
+    Episodes,
+    FewShotMethod,
+    Parts,
+    batched_class_means,
+    class_means,
+    projection,
+    require,
+)
 
 
 @dataclass(frozen=True)
@@ -68,10 +76,18 @@ class PrototypicalNetwork(FewShotMethod):
         self.prototypes = class_means(self.embed(support), labels)
 
     def forward(self, query: torch.Tensor) -> torch.Tensor:
-        prototypes, embeddings = require(self.prototypes), self.embed(query)
+        return self._logits(self.embed(query), require(self.prototypes))
+
+    def batch_logits(self, episodes: Episodes) -> torch.Tensor:
+        embedded = episodes.map(self.embed)
+        prototypes = batched_class_means(embedded.support, episodes.support_labels)
+        return self._logits(embedded.query, prototypes)
+
+    def _logits(self, embeddings: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+        """(..., N_q, n_way) from query embeddings (..., N_q, D) and prototypes (..., n_way, D)."""
         if self.options.distance == "cosine":
             similarity = nn.functional.normalize(embeddings, dim=-1) @ \
-                nn.functional.normalize(prototypes, dim=-1).T
+                nn.functional.normalize(prototypes, dim=-1).transpose(-1, -2)
             return self.log_scale.exp() * similarity
-        distances = torch.cdist(embeddings, prototypes).pow(2) / embeddings.shape[1]
+        distances = torch.cdist(embeddings, prototypes).pow(2) / embeddings.shape[-1]
         return -self.log_scale.exp() * distances

@@ -15,7 +15,15 @@ from torch import nn
 
 from fewshot.core.errors import UserError
 from fewshot.models.methods import METHODS
-from fewshot.models.methods.base import Episode, FewShotMethod, Parts, projection, require
+from fewshot.models.methods.base import (
+    Episode,
+    Episodes,
+    FewShotMethod,
+    Parts,
+    by_label,
+    projection,
+    require,
+)
 
 
 @dataclass(frozen=True)
@@ -53,10 +61,11 @@ class SiameseNetwork(FewShotMethod):
         return nn.functional.normalize(self.head(self.backbone(x)), dim=-1)
 
     def pair_scores(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """(N_a, N_b) similarity of every pair: -squared distance, or the pair head's logit."""
+        """(..., N_a, N_b) similarity of every pair of a (..., N_a, D) and b (..., N_b, D):
+        -squared distance, or the pair head's logit."""
         if self.pair_head is None:
             return -torch.cdist(a, b).pow(2)
-        return self.pair_head((a[:, None, :] - b[None, :, :]).abs()).squeeze(-1)
+        return self.pair_head((a.unsqueeze(-2) - b.unsqueeze(-3)).abs()).squeeze(-1)
 
     def process_support_set(self, support, labels, class_text) -> None:
         self.support = (self.embed(support), labels)
@@ -64,6 +73,11 @@ class SiameseNetwork(FewShotMethod):
     def forward(self, query: torch.Tensor) -> torch.Tensor:
         embeddings, labels = require(self.support)
         return self._class_scores(self.embed(query), embeddings, labels)
+
+    def batch_logits(self, episodes: Episodes) -> torch.Tensor:
+        embedded = episodes.map(self.embed)
+        scores = self.pair_scores(embedded.query, embedded.support)
+        return self.log_scale.exp() * by_label(scores, episodes.support_labels, dim=2).mean(-1)
 
     def _class_scores(self, query: torch.Tensor, support: torch.Tensor, labels: torch.Tensor):
         scores = self.pair_scores(query, support)

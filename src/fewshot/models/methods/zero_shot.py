@@ -17,7 +17,16 @@ from torch import nn
 
 from fewshot.core.errors import UserError
 from fewshot.models.methods import METHODS
-from fewshot.models.methods.base import Episode, FewShotMethod, Parts, class_means, require
+from fewshot.models.methods.base import (
+    Episode,
+    Episodes,
+    FewShotMethod,
+    Parts,
+    batched_class_means,
+    class_means,
+    per_item,
+    require,
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,15 @@ class ZeroShot(FewShotMethod):
     def forward(self, query: torch.Tensor) -> torch.Tensor:
         return self.scale() * self.embed_images(query) @ require(self.prototypes).T
 
+    def batch_logits(self, episodes: Episodes) -> torch.Tensor:
+        images = episodes.map(self.embed_images)
+        return self.scale() * images.query @ self.batch_prototypes(images).transpose(1, 2)
+
+    def batch_prototypes(self, images: Episodes) -> torch.Tensor:
+        """(E, n_way, joint) class prototypes, as `process_support_set` makes them per episode,
+        from the episodes with their items already through `embed_images`."""
+        return per_item(self.embed_texts, images.class_text)
+
     def loss(self, episode: Episode) -> torch.Tensor:
         images = self.embed_images(torch.cat([episode.support, episode.query]))
         labels = torch.cat([episode.support_labels, episode.query_labels])
@@ -121,10 +139,17 @@ class Multimodal(ZeroShot):
         self.mix_logit = nn.Parameter(torch.logit(torch.tensor(options.image_weight)))
 
     def process_support_set(self, support, labels, class_text) -> None:
+        self.prototypes = self._mix(class_means(self.embed_images(support), labels),
+                                    self.embed_texts(class_text))
+
+    def batch_prototypes(self, images: Episodes) -> torch.Tensor:
+        means = batched_class_means(images.support, images.support_labels)
+        return self._mix(means, per_item(self.embed_texts, images.class_text))
+
+    def _mix(self, image_means: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
         weight = torch.sigmoid(self.mix_logit)
-        images = nn.functional.normalize(class_means(self.embed_images(support), labels), dim=-1)
-        mixed = weight * images + (1 - weight) * self.embed_texts(class_text)
-        self.prototypes = nn.functional.normalize(mixed, dim=-1)
+        mixed = weight * nn.functional.normalize(image_means, dim=-1) + (1 - weight) * texts
+        return nn.functional.normalize(mixed, dim=-1)
 
     def loss(self, episode: Episode) -> torch.Tensor:
         return super().loss(episode) + FewShotMethod.loss(self, episode)
