@@ -108,17 +108,18 @@ from fewshot.core.tracking import stage_run
 @one_line_errors  # as every stage's main
 def main():
     with stage_run("train@slow", "stops") as run:
-        print(run.run_id, flush=True)
+        print(run.run_id, run.daemon_pid, flush=True)
         time.sleep(120)
 
 main()
 """
 
 
-def _start_sleeper(env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
+def _start_sleeper(env: dict, cwd: Path) -> tuple[subprocess.Popen, str, int]:
     sleeper = subprocess.Popen([sys.executable, "-c", SLEEPER], env=env, cwd=cwd, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    return sleeper, sleeper.stdout.readline().strip()
+    run_id, daemon_pid = sleeper.stdout.readline().split()
+    return sleeper, run_id, int(daemon_pid)
 
 
 def _status_within(client, run_id: str, seconds: float) -> str:
@@ -132,17 +133,18 @@ def test_stopped_and_killed_stages_do_not_leave_runs_running(monkeypatch, tmp_pa
     uri = f"sqlite:///{tmp_path}/m.db"
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
     client = mlflow.MlflowClient(uri)
-    stopped, stopped_id = _start_sleeper(env, tmp_path)
+    stopped, stopped_id, _ = _start_sleeper(env, tmp_path)
     os.killpg(stopped.pid, signal.SIGTERM)  # DVC, a scheduler or `kill`: the run ends KILLED
     _, err = stopped.communicate(timeout=60)
     assert stopped.returncode == 143 and "error: interrupted" in err
     assert client.get_run(stopped_id).info.status == "KILLED"
-    killed, killed_id = _start_sleeper(env, tmp_path)
-    killed.kill()  # SIGKILL of the stage alone: its tracking process ends the run
+    killed, killed_id, _ = _start_sleeper(env, tmp_path)
+    killed.kill()  # SIGKILL of the stage alone: the tracking daemon ends the run
     killed.wait(timeout=60)
     assert _status_within(client, killed_id, 60) == "KILLED"
-    lost, lost_id = _start_sleeper(env, tmp_path)
-    os.killpg(lost.pid, signal.SIGKILL)  # the stage and its tracking process (a lost machine)
+    lost, lost_id, daemon_pid = _start_sleeper(env, tmp_path)
+    os.kill(daemon_pid, signal.SIGKILL)  # the stage and the tracking daemon (a lost machine)
+    os.killpg(lost.pid, signal.SIGKILL)
     lost.wait(timeout=60)
     assert _status_within(client, lost_id, 5) == "RUNNING"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -165,3 +167,39 @@ def test_a_tracking_process_that_fails_fails_the_stage_in_one_line(monkeypatch, 
                 time.sleep(0.1)
             work_done = True
     assert not work_done
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie child of this process counts: it waits only for its parent to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except FileNotFoundError:
+        return True
+
+
+def test_one_daemon_writes_consecutive_stages_and_leaves_when_idle(monkeypatch, tmp_path):
+    """Stages a second apart (`dvc repro`) share the process that opened the store; once idle for
+    FEWSHOT_TRACKING_IDLE_S it removes its socket and exits, and the next stage starts a new one."""
+    from fewshot.core.tracking_worker import address
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/m.db")
+    monkeypatch.setenv("FEWSHOT_TRACKING_IDLE_S", "1")
+    monkeypatch.chdir(tmp_path)
+    pids = []
+    for stage in ("ingest", "curate"):
+        with stage_run(stage, "unit") as run:
+            run.log_metrics({"x": 1.0})
+            pids.append(run.daemon_pid)
+    assert pids[0] == pids[1]
+    socket_file = address()
+    deadline = time.monotonic() + 30
+    while not (_gone(pids[0]) and not socket_file.exists()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(pids[0]) and not socket_file.exists()
+    with stage_run("episodes", "unit") as run:
+        assert run.daemon_pid != pids[0]
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/m.db")
+    runs = client.search_runs([client.get_experiment_by_name("unit").experiment_id])
+    assert sorted(r.data.tags["stage"] for r in runs) == ["curate", "episodes", "ingest"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["pid"] for r in runs} == {str(os.getpid())}  # the stage's, not the daemon's

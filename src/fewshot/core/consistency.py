@@ -1,8 +1,9 @@
-"""Rules that span sections of params.yaml, checked by `params.load` (so by every stage and by
-the `check` stage): each domain's source and its modality's settings; each model's domain, method,
-backbone and options; that a model's backbone takes its domain's modality; that every frozen
-backbone a model uses is cached by its domain's `embed`. The registries are imported here,
-lazily, so that reading params stays cheap for whoever does not validate.
+"""Rules that span sections of params.yaml, checked by `params.load`: each domain's source and its
+modality's settings (every stage); each domain's cached backbones, each model's domain, method,
+backbone and options, that a model's backbone takes its domain's modality, that every frozen
+backbone a model uses is cached by its domain's `embed` (the `check` stage, upstream of every
+train@, and every other stage but ingest, curate and episodes). The registries are imported here,
+lazily: the model registries import torch (1.6 s), which those three data stages never need.
 """
 
 from __future__ import annotations
@@ -10,16 +11,24 @@ from __future__ import annotations
 from fewshot.core.errors import UserError
 
 
-def check(params) -> None:
-    """Raise `UserError` on the first cross-section problem of already-typed params."""
+def check(params, models: bool = True) -> None:
+    """Raise `UserError` on the first cross-section problem of already-typed params (`models`:
+    also the rules that involve backbones and methods)."""
+    kinds = {name: _check_domain(name, domain) for name, domain in params.domains.items()}
+    if models:
+        _check_models(params, kinds)
+
+
+def _check_models(params, kinds: dict[str, str]) -> None:
     from fewshot.core.params import from_dict
     from fewshot.models.backbones import BACKBONES
     from fewshot.models.methods import METHODS
 
+    for name, domain in params.domains.items():
+        _check_cached_backbones(name, domain, kinds[name])
     if "domain" in params.model_defaults:
         raise UserError("model_defaults sets 'domain'; name the domain in every `models` entry "
                         "instead (dvc.yaml reads it from the entry)")
-    kinds = {name: _check_domain(name, domain) for name, domain in params.domains.items()}
     for name, entry in params.models.items():
         if entry.domain not in kinds:
             raise UserError(f"models.{name} names domain '{entry.domain}', which params 'domains' "
@@ -44,20 +53,23 @@ def check(params) -> None:
 
 
 def _check_domain(name: str, domain) -> str:
-    """A domain's source, its modality's settings and its cached backbones; -> the modality's name."""
+    """A domain's source and its modality's settings; -> the modality's name."""
     from fewshot.data.sources import SOURCES
-    from fewshot.models.backbones import BACKBONES
-
-    modality = SOURCES.get(domain.source).modality
     from fewshot.modalities import modality_of
 
+    modality = SOURCES.get(domain.source).modality
     modality_of(modality).settings(domain.settings, prefix=f"domains.{name}.settings.")
+    return modality
+
+
+def _check_cached_backbones(name: str, domain, modality: str) -> None:
+    from fewshot.models.backbones import BACKBONES
+
     for backbone in domain.embed.backbones:
         _raise_if_other_modality(f"domains.{name}.embed.backbones lists '{backbone}'", backbone, modality)
         if not BACKBONES.get(backbone).pretrained:
             raise UserError(f"domains.{name}.embed.backbones lists '{backbone}', which is trained "
                             "from scratch and cannot be cached; list only pretrained or fixed ones")
-    return modality
 
 
 def _raise_if_other_modality(where: str, backbone: str, modality: str) -> None:

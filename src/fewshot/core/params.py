@@ -196,8 +196,9 @@ class Params:
         return name, self.domains[name]
 
 
-def load(path: str | Path = "params.yaml") -> Params:
-    """Read and validate a params file.
+def load(path: str | Path = "params.yaml", models: bool = True) -> Params:
+    """Read and validate a params file (`models=False`: all but the rules that involve backbones
+    and methods, for stages that build no model; `fewshot.core.consistency`).
 
     Raises:
         UserError: the file is missing, a key is unknown, or a value has the wrong type.
@@ -209,7 +210,7 @@ def load(path: str | Path = "params.yaml") -> Params:
     params = from_dict(raw)
     from fewshot.core.consistency import check
 
-    check(params)
+    check(params, models)
     return params
 
 

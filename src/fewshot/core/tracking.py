@@ -14,8 +14,9 @@ Faults (see docs/failure-behaviour.md): a tracking server that does not answer f
 seconds with one line naming the URI, before any work; a stage stopped by SIGTERM or Ctrl-C ends its
 run as KILLED, and so does its tracking process when the stage dies without a word (kill -9); a
 run left RUNNING when both die (a lost machine) is marked KILLED by the next stage run on the same
-host. A stage's run is written by a companion process (`stage_run`, fewshot.core.tracking_worker)
-so that MLflow's start-up overlaps the stage's own; `mlflow_run` opens one in this process. Names
+host. A stage's run is written by the project's tracking daemon (`stage_run`,
+fewshot.core.tracking_daemon), which keeps the store open from one stage to the next, so a stage
+never imports MLflow; `mlflow_run` opens a run in this process. Names
 of metrics and params are made acceptable to MLflow, whatever data they came from.
 """
 
@@ -110,30 +111,36 @@ def __getattr__(name: str) -> Any:
 
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None) -> Iterator[Any]:
-    """One MLflow run for a pipeline stage, written by a companion process while the stage works
-    (`fewshot.core.tracking_worker`); complete when the block ends. A failing stage leaves a FAILED
-    run behind, a stopped one (SIGTERM, Ctrl-C) a KILLED one."""
+    """One MLflow run for a pipeline stage, written by the project's tracking daemon while the
+    stage works (`fewshot.core.tracking_worker`); complete when the block ends. A failing stage
+    leaves a FAILED run behind, a stopped one (SIGTERM, Ctrl-C) a KILLED one."""
     raise_if_unreachable(tracking_uri())
     from fewshot.core.tracking_worker import run_beside
 
-    with _sigterm_as_interrupt(), run_beside(stage, experiment, tags or {}, os.getpid()) as run:
+    with _sigterm_as_interrupt(), run_beside(stage, experiment, run_tags(stage, tags)) as run:
         yield run
+
+
+def run_tags(stage: str, tags: dict[str, str] | None = None) -> dict[str, str]:
+    """A run's tags: the stage, commit, host and pid of this process (for `close_dead_runs`), the
+    DVC experiment it belongs to, and `tags`."""
+    all_tags = {"stage": stage, "git_commit": git_commit(), "host": socket.gethostname(),
+                "pid": str(os.getpid())}
+    if os.environ.get("DVC_EXP_NAME"):
+        all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return all_tags | (tags or {})
 
 
 @contextlib.contextmanager
 def mlflow_run(stage: str, experiment: str, tags: dict[str, str] | None = None, *,
-               pid: int | None = None, handle_signals: bool = True) -> Iterator[StageRun]:
-    """One MLflow run opened in this process (a packaged model is logged only here): tagged with
-    the stage, commit, host and `pid` (default: this process), for `close_dead_runs`."""
+               tagged: bool = False, handle_signals: bool = True) -> Iterator[StageRun]:
+    """One MLflow run opened in this process (a packaged model is logged only here), tagged by
+    `run_tags` (`tagged`: `tags` are already complete, made by the stage the run belongs to)."""
     mlflow = open_store()
     with _sqlite_lock(tracking_uri()):
         experiment_id = _experiment_id(mlflow, experiment)
     close_dead_runs(mlflow.tracking.MlflowClient(), experiment_id)
-    all_tags = {"stage": stage, "git_commit": git_commit(), "host": socket.gethostname(),
-                "pid": str(pid or os.getpid())}
-    if os.environ.get("DVC_EXP_NAME"):
-        all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    all_tags.update(tags or {})
+    all_tags = dict(tags or {}) if tagged else run_tags(stage, tags)
     signals = _sigterm_as_interrupt() if handle_signals else contextlib.nullcontext()
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags) as run, signals:
         try:

@@ -1,48 +1,141 @@
-"""A stage's MLflow run, written by a companion process while the stage works.
+"""A stage's side of its MLflow run: calls sent to the tracking daemon while the stage works.
 
-Importing MLflow and opening its store (SQLAlchemy mappers, the schema check) costs a stage ≈ 3.5 s
-of one core before it logs anything; most stages need that time for their own imports and work
-too. So `fewshot.core.tracking.stage_run` starts `python -m fewshot.core.tracking_worker` and goes
-on: the worker opens the store and the run on the other core and records what the stage sends it,
-one JSON line per call, in order, on its stdin. The stage's run is complete when the stage ends:
-leaving `stage_run` sends the final status (FINISHED, FAILED, KILLED) and waits for the worker.
-
-The worker ignores SIGINT and SIGTERM (Ctrl-C and DVC's stop reach the whole process group; the
-stage turns them into the KILLED status it sends), and ends the run KILLED itself when its stdin
-closes without a status: the stage died without a word (kill -9). Its stdout carries two lines
-back: `{"run_id": ...}` once the run exists, then `{"done": true}` or `{"error": "one line"}`.
-A worker's error fails the stage at its next logging call, or when its run ends. Files are read
-when the worker reaches their `log_artifact`: a stage must not delete or rewrite a file it logged
-before its run ends (none does).
+`fewshot.core.tracking.stage_run` does not import MLflow: it connects to the project's tracking
+daemon (`fewshot.core.tracking_daemon`, which keeps the store open between stages) and sends each
+logging call as one JSON line. The daemon is found by a socket address made from what would make a
+different process necessary: the Python executable, the project, the tracking URI, the `MLFLOW_*`
+environment and the tracking code itself (an edited module gets a fresh daemon). When none answers
+there, the stage starts one and goes on: calls wait in memory until it listens (≈ 3.3 s on the
+other core, beside the stage's own imports), then flow as they are made. The stage's run is complete
+when the stage ends: leaving `run_beside` sends the final status (FINISHED, FAILED, KILLED) and
+waits for the daemon's `{"done": true}`. A daemon's error fails the stage at its next logging call,
+or when its run ends. Files are read when the daemon reaches their `log_artifact`: a stage must not
+delete or rewrite a file it logged before its run ends (none does).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import hashlib
 import json
 import os
 import select
-import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from fewshot.core.errors import UserError
 
+START_TIMEOUT_S = 120.0  # a daemon creating a new store on a loaded machine; then the stage fails
+_SPAWNS = 3
+
+
+def address() -> Path:
+    """The socket of the daemon serving this process's project, store and environment."""
+    from fewshot.core.fileio import project_root
+    from fewshot.core.tracking import tracking_uri
+
+    code = sorted(Path(__file__).parent.glob("*.py"))
+    parts = [sys.executable, str(project_root()), tracking_uri(),
+             *sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MLFLOW_")),
+             *(f"{p.name}:{p.stat().st_mtime_ns}" for p in code)]
+    folder = Path(tempfile.gettempdir()) / f"fewshot-tracking-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:24]}.sock"
+
+
+class Connector:
+    """The way to this process's daemon: started at once if none listens, connected when needed."""
+
+    def __init__(self):
+        self.address = address()
+        self.daemon: subprocess.Popen | None = None
+        self.daemon_pid: int | None = None  # of the daemon that greeted us (maybe not ours)
+        self.spawns = 0
+        self.socket: socket.socket | None = None
+        if not self.address.exists():
+            self._spawn()
+
+    def connect(self, wait: bool) -> socket.socket | None:
+        """The session's socket once the daemon greeted it; None while it starts (`wait=False`)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while self.socket is None:
+            self.socket = self._try()
+            if self.socket is not None or not wait:
+                break
+            if self.daemon is not None and self.daemon.poll() is not None and self.spawns < _SPAWNS:
+                self._spawn()  # it lost a start race to a daemon that has since left, or it failed
+            elif self.daemon is None and self.spawns < _SPAWNS:
+                self._spawn()
+            if time.monotonic() > deadline or (self.spawns >= _SPAWNS and self.daemon.poll()):
+                raise UserError(f"the MLflow tracking process did not start: {self._log_tail()}")
+            time.sleep(0.05)
+        return self.socket
+
+    def _try(self) -> socket.socket | None:
+        if not self.address.exists():
+            return None
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.connect(str(self.address))
+            connection.settimeout(30)
+            hello = connection.makefile("r").readline()
+            connection.settimeout(None)
+        except OSError:
+            connection.close()
+            return None
+        if not hello.startswith('{"hello"'):
+            connection.close()  # the daemon left between our connect and its accept
+            return None
+        self.daemon_pid = json.loads(hello)["hello"]
+        return connection
+
+    def _spawn(self) -> None:
+        import fewshot
+        from fewshot.core.fileio import project_root
+        from fewshot.core.tracking import tracking_uri
+
+        source = str(Path(fewshot.__file__).resolve().parents[1])
+        env = {k: v for k, v in os.environ.items() if k != "DVC_EXP_NAME"}  # a run's tag, not the daemon's
+        env |= {"MLFLOW_TRACKING_URI": tracking_uri(),
+                "PYTHONPATH": os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))}
+        with open(self.address.with_name(self.address.name + ".log"), "w") as log:
+            self.daemon = subprocess.Popen(
+                [sys.executable, "-m", "fewshot.core.tracking_daemon", str(self.address)],
+                cwd=project_root(), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=log, start_new_session=True)
+        self.spawns += 1
+
+    def _log_tail(self) -> str:
+        log = self.address.with_name(self.address.name + ".log")
+        lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+        return lines[-1] if lines else f"no answer at {self.address} in {START_TIMEOUT_S:.0f} s"
+
 
 class WorkerRun:
-    """`StageRun`'s logging calls, sent to the worker; `run_id` waits for the run to exist."""
+    """`StageRun`'s logging calls, sent to the daemon; `run_id` waits for the run to exist."""
 
-    def __init__(self, stage: str, process: subprocess.Popen):
-        self._stage, self._process = stage, process
+    def __init__(self, stage: str, connector: Connector):
+        self._stage, self._connector = stage, connector
+        self._queue: list[str] = []
+        self._writer = self._reader = None
         self._run_id: str | None = None
         self._error: str | None = None
 
     @property
+    def daemon_pid(self) -> int:
+        """The process that writes this run (once connected)."""
+        self._flush(wait=True)
+        return self._connector.daemon_pid
+
+    @property
     def run_id(self) -> str:
-        if self._run_id is None and self._read(self._process.stdout.readline()).get("run_id") is None:
+        self._flush(wait=True)
+        if self._run_id is None and self._read(self._reader.readline()).get("run_id") is None:
             raise self.failure()
         return self._run_id
 
@@ -59,34 +152,49 @@ class WorkerRun:
         self._send("log_artifact", str(Path(path).absolute()), folder)
 
     def finish(self, status: str) -> None:
-        """Send the run's final status, wait for the worker; raise if it failed to record the run."""
-        self._send("end", status)
-        with contextlib.suppress(BrokenPipeError):
-            self._process.stdin.close()
-        replies = [self._read(line) for line in self._process.stdout.read().splitlines()]
-        self._process.wait()
-        if self._process.returncode != 0 or {"done": True} not in replies:
+        """Send the run's final status, wait for the daemon; raise if it failed to record the run."""
+        self._send("end", status, wait=True)
+        try:
+            replies = [self._read(line) for line in self._reader.read().splitlines()]
+        except OSError:
+            replies = []
+        self._connector.socket.close()
+        if {"done": True} not in replies:
             raise self.failure()
 
     def failure(self) -> UserError:
-        self._process.wait()
         return UserError(f"MLflow did not record the run of {self._stage}: "
                          f"{self._error or 'its tracking process died'}")
 
-    def _send(self, op: str, *args: Any) -> None:
+    def _send(self, op: str, *args: Any, wait: bool = False) -> None:
+        self._queue.append(json.dumps([op, *args]) + "\n")
+        self._flush(wait)
+
+    def _flush(self, wait: bool) -> None:
+        if self._writer is None:
+            connection = self._connector.connect(wait)
+            if connection is None:
+                return  # still starting: the calls wait here
+            self._reader, self._writer = connection.makefile("r"), connection.makefile("w")
         self._raise_if_worker_failed()
         try:
-            self._process.stdin.write(json.dumps([op, *args]) + "\n")
-            self._process.stdin.flush()
-        except BrokenPipeError:  # the worker stopped: finish() or run_id says why
+            self._writer.write("".join(self._queue))
+            self._writer.flush()
+        except OSError:  # the daemon stopped: finish() or run_id says why
             pass
+        self._queue.clear()
 
     def _raise_if_worker_failed(self) -> None:
-        """Fail at the first call after the worker gave up (a refused login, an old schema), not
+        """Fail at the first call after the daemon gave up (a refused login, an old schema), not
         only when the stage's work is done."""
-        if self._process.stdout.closed or not select.select([self._process.stdout], [], [], 0)[0]:
+        if self._error is not None:
+            raise self.failure()
+        if not select.select([self._reader], [], [], 0)[0]:
             return
-        line = self._process.stdout.readline()  # the worker writes whole lines
+        try:
+            line = self._reader.readline()  # the daemon writes whole lines
+        except OSError:  # it closed on calls it had stopped reading (after its error)
+            line = ""
         if not line or "error" in self._read(line):
             raise self.failure()
 
@@ -97,41 +205,22 @@ class WorkerRun:
         return reply
 
 
-_prestarted: subprocess.Popen | None = None
+_prestarted: Connector | None = None
 
 
 def prestart() -> None:
-    """Start this process's worker now (it opens the store meanwhile); the next `run_beside` uses it."""
+    """Find (or start) this process's daemon now, before the stage's imports; the next run uses it."""
     global _prestarted
-    _prestarted = _spawn()
-    atexit.register(_discard_unused)
-
-
-def _discard_unused() -> None:
-    """At exit, end a worker no run took (the stage failed or printed its help before its run):
-    its stdin closes, so it returns once the store is open — never killed while it may be creating
-    or migrating a new store's tables (not atomic in MLflow)."""
-    if _prestarted is not None:
-        with contextlib.suppress(BrokenPipeError):
-            _prestarted.stdin.close()
-        try:
-            _prestarted.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            _prestarted.kill()
-
-
-def _spawn() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fewshot.core.tracking_worker"], text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=1)
+    _prestarted = Connector()
 
 
 @contextlib.contextmanager
-def run_beside(stage: str, experiment: str, tags: dict[str, str], pid: int) -> Iterator[WorkerRun]:
-    """Start the worker for one stage's run; end the run with the status the block ends with."""
+def run_beside(stage: str, experiment: str, tags: dict[str, str]) -> Iterator[WorkerRun]:
+    """One stage's run, written by the daemon; ended with the status the block ends with."""
     global _prestarted
-    process, _prestarted = _prestarted or _spawn(), None
-    run = WorkerRun(stage, process)
-    run._send("start", {"stage": stage, "experiment": experiment, "tags": tags, "pid": pid})
+    connector, _prestarted = _prestarted or Connector(), None
+    run = WorkerRun(stage, connector)
+    run._send("start", {"stage": stage, "experiment": experiment, "tags": tags})
     try:
         yield run
     except KeyboardInterrupt:
@@ -143,51 +232,3 @@ def run_beside(stage: str, experiment: str, tags: dict[str, str], pid: int) -> I
             run.finish("FAILED")
         raise
     run.finish("FINISHED")
-
-
-def _serve(lines: Iterator[str], reply) -> None:
-    """Open the run named by the first line, then apply each call until `end` (or end of input)."""
-    from fewshot.core import tracking
-
-    tracking.open_store()  # before the first line: the stage may still be importing
-    first = next(lines, None)
-    if first is None:
-        return  # the stage ended before its run began (--help, bad input): nothing to record
-    op, start = json.loads(first)
-    if op != "start":
-        raise ValueError(f"first message {op!r}, expected 'start'")
-    with tracking.mlflow_run(start["stage"], start["experiment"], start["tags"], pid=start["pid"],
-                             handle_signals=False) as run:
-        reply({"run_id": run.run_id})
-        for line in lines:
-            op, *args = json.loads(line)
-            if op == "end":
-                run.end(args[0])
-                return
-            getattr(run, op)(*args)
-        run.end("KILLED")  # the stage died without a word
-
-
-def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-    # Replies go on the stdout the stage reads; whatever MLflow prints (a server's "View run"
-    # links) goes to stderr instead, where the user sees it.
-    channel = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-    def reply(message: dict) -> None:
-        print(json.dumps(message), file=channel, flush=True)
-
-    try:
-        _serve(iter(sys.stdin.readline, ""), reply)
-    except Exception as err:  # any failure reaches the stage as one line
-        reply({"error": f"{type(err).__name__}: {' '.join(str(err).split())[:500]}"})
-        sys.exit(1)
-    reply({"done": True})
-
-
-if __name__ == "__main__":
-    main()

@@ -12,15 +12,18 @@ from __future__ import annotations
 import hashlib
 import string
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 
 from fewshot.core.errors import UserError
 from fewshot.core.fileio import load_tensors, save_tensors
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 FIELDS = ("name", "category", "subcategory", "description")
+
+if TYPE_CHECKING:
+    import torch  # imported where tensors are made: params validation needs only the templates
 
 
 def check_templates(templates: list[str]) -> None:
@@ -87,22 +90,26 @@ class TextEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
 
-    @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 128) -> torch.Tensor:
+        import torch
+
         chunks = []
-        for start in range(0, len(texts), batch_size):
-            batch = self.tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
-                                   max_length=64, return_tensors="pt")
-            tokens = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # mean over real tokens
-            chunks.append(torch.nn.functional.normalize(pooled, dim=-1))
+        with torch.no_grad():
+            for start in range(0, len(texts), batch_size):
+                batch = self.tokenizer(texts[start : start + batch_size], padding=True,
+                                       truncation=True, max_length=64, return_tensors="pt")
+                tokens = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # mean of real tokens
+                chunks.append(torch.nn.functional.normalize(pooled, dim=-1))
         return torch.cat(chunks)
 
 
 def class_embeddings(encoder: TextEncoder, classes: pd.DataFrame, templates: list[str]
                      ) -> tuple[torch.Tensor, list[str]]:
     """(C, 384) normalised template-mean embedding of each class, and a hash of each class's prompts."""
+    import torch
+
     prompts = [class_prompts(row, templates) for _, row in classes.iterrows()]
     flat = encoder.encode([p for group in prompts for p in group])
     means, start = [], 0
@@ -150,6 +157,8 @@ class TextFeatures:
         if missing:
             raise UserError(f"{len(missing)} classes lack cached text embeddings (first: "
                             f"{missing[0]}); re-run the embed stage")
+        import torch
+
         return torch.tensor([self._row[c] for c in class_ids])
 
     def check_current(self, classes: pd.DataFrame) -> None:

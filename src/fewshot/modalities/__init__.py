@@ -23,11 +23,14 @@ from __future__ import annotations
 import abc
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from fewshot.core.registry import Registry
+
+if TYPE_CHECKING:
+    import torch  # imported by `decode` only: ingest, curate and episodes never make tensors
 
 MODALITIES = Registry("modality")
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from fewshot.core.errors import UserError
 from fewshot.modalities import MODALITIES, Modality
+
+if TYPE_CHECKING:
+    import torch
 
 SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".svg"})
 
@@ -38,6 +41,8 @@ class ImageModality(Modality):
         return normalise(path, settings.size)
 
     def decode(self, stored: list[bytes]) -> torch.Tensor:
+        import torch
+
         return torch.from_numpy(decode_batch(stored))
 
     def columns(self, stored: bytes | None) -> dict:

@@ -1,9 +1,10 @@
 """The pipeline's stages, one module each, run by `dvc repro` as `python -m fewshot.stages.<name>`.
 
-Run that way, a tracked stage starts its MLflow companion process here, before its module imports
-torch, pandas and the rest: MLflow's own ≈ 3.5 s of imports and store opening then run on the
-other core beside the stage's (`fewshot.core.tracking_worker`). Importing a stage module from
-Python (tests, tools) starts nothing.
+Run that way, a tracked stage finds the project's MLflow tracking daemon here, before its module
+imports pandas and the rest, and starts one when none is running: MLflow's own ≈ 3.3 s of imports
+and store opening then run on the other core beside the stage's, once per pipeline run rather than
+once per stage (`fewshot.core.tracking_daemon`). Importing a stage module from Python (tests,
+tools) starts nothing.
 """
 
 import sys

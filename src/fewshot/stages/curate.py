@@ -31,7 +31,7 @@ from fewshot.stages.argv import domain_from_argv
 
 @one_line_errors
 def main() -> None:
-    params = params_lib.load()
+    params = params_lib.load(models=False)  # builds no model: no torch
     name = domain_from_argv("curate", params.domains)
     cfg, where = params.domains[name].curate, paths.Domain(name)
     manifest = pd.read_csv(where.raw / "manifest.csv", dtype=str, keep_default_na=False)

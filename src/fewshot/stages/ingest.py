@@ -20,7 +20,7 @@ from fewshot.stages.argv import domain_from_argv
 
 @one_line_errors
 def main() -> None:
-    params = params_lib.load()
+    params = params_lib.load(models=False)  # builds no model: no torch
     name = domain_from_argv("ingest", params.domains)
     domain, where = params.domains[name], paths.Domain(name)
     ingest = SOURCES.get(domain.source)
