@@ -211,7 +211,14 @@ def _sqlite_lock(uri: str) -> Iterator[None]:
         return
     database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.with_name(database.name + ".lock"), "a") as handle:
+    with locked(database.with_name(database.name + ".lock")):
+        yield
+
+
+@contextlib.contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """Hold `lock_file` (created if missing) exclusively: across processes and threads alike."""
+    with open(lock_file, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

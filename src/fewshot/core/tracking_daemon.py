@@ -21,7 +21,6 @@ stage, which sends KILLED); its stderr, where MLflow prints, is `SOCKET.log`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -146,15 +145,11 @@ class Daemon:
                 self.since = time.monotonic()
 
 
-@contextlib.contextmanager
-def _address_lock(address: Path) -> Iterator[None]:
+def _address_lock(address: Path) -> contextlib.AbstractContextManager:
     """`SOCKET.lock`, held while a daemon binds or removes the socket: one daemon per address."""
-    with open(address.with_name(address.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    from fewshot.core.tracking import locked
+
+    return locked(address.with_name(address.name + ".lock"))
 
 
 def _listening(address: Path) -> bool:
