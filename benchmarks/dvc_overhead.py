@@ -93,11 +93,11 @@ def main() -> None:
                   per_stage["dvc repro, pure-Python YAML"] / per_stage["dvc repro"]}
     for name, ratio in ratios.items():
         print(f"{name:40s} {ratio:.2f}x")
+    from stage_startup import cpu_model  # benchmarks/, on sys.path when run as a script
+
     from fewshot.core.fileio import write_json
 
-    with open("/proc/cpuinfo") as info:
-        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
-    write_json(args.out, {"machine": cpu, "cpus": os.cpu_count(), "stages": STAGES, "rows": rows,
+    write_json(args.out, {"machine": cpu_model(), "cpus": os.cpu_count(), "stages": STAGES, "rows": rows,
                           "seconds_per_stage": per_stage, "dvc_share_per_stage_s": dvc_share,
                           "ratios": ratios})
     print(f"wrote {args.out}")

@@ -97,9 +97,12 @@ class Daemon:
                 if self._stop_if_idle():
                     return
                 continue
-            with self.lock:
-                self.active += 1
-            threading.Thread(target=self._session, args=(connection,), daemon=True).start()
+            self._start_session(connection)
+
+    def _start_session(self, connection: socket.socket) -> None:
+        with self.lock:
+            self.active += 1
+        threading.Thread(target=self._session, args=(connection,), daemon=True).start()
 
     def _stop_if_idle(self) -> bool:
         with self.lock:
@@ -114,10 +117,8 @@ class Daemon:
                 self.address.unlink(missing_ok=True)
                 self.listener.close()
                 return True
-        with self.lock:
-            self.active += 1
         self.listener.settimeout(0.2)
-        threading.Thread(target=self._session, args=(connection,), daemon=True).start()
+        self._start_session(connection)
         return False
 
     def _session(self, connection: socket.socket) -> None:

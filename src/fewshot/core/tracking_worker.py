@@ -67,10 +67,8 @@ class Connector:
             self.socket = self._try()
             if self.socket is not None or not wait:
                 break
-            if self.daemon is not None and self.daemon.poll() is not None and self.spawns < _SPAWNS:
-                self._spawn()  # it lost a start race to a daemon that has since left, or it failed
-            elif self.daemon is None and self.spawns < _SPAWNS:
-                self._spawn()
+            if self.spawns < _SPAWNS and (self.daemon is None or self.daemon.poll() is not None):
+                self._spawn()  # none listens, or ours lost a start race to one that has since left
             if time.monotonic() > deadline or (self.spawns >= _SPAWNS and self.daemon.poll()):
                 raise UserError(f"the MLflow tracking process did not start: {self._log_tail()}")
             time.sleep(0.05)
