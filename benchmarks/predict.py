@@ -24,7 +24,7 @@ import torch
 from fewshot.core.fileio import write_json
 from fewshot.evaluation.timing import device_name
 from fewshot.inference import trained as inference
-from fewshot.inference.predict import Predictor
+from fewshot.inference.predict import Predictor, Processed
 from fewshot.inference.support import SupportSet, from_folder
 from fewshot.tools.example import export
 
@@ -48,7 +48,7 @@ def main() -> None:
         _, pool = export(tmp / "pool", 60, seed=1)  # 60 classes x up to 5 designs of query images
         files = sorted(pool.glob("*.png"))
         batch = (files * (args.batch // len(files) + 1))[: args.batch]
-        predictor = Predictor(trained, support, batch_size=args.batch)  # the support set, once
+        predictor = Predictor(Processed(trained, support), batch_size=args.batch)  # support: once
         for f in files[:5]:
             predictor([f])
         single = []

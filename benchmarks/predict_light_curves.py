@@ -27,7 +27,7 @@ from fewshot.core import paths
 from fewshot.core.fileio import write_json
 from fewshot.evaluation.timing import device_name
 from fewshot.inference import trained as inference
-from fewshot.inference.predict import Predictor
+from fewshot.inference.predict import Predictor, Processed
 from fewshot.inference.support import from_folder
 
 
@@ -47,7 +47,7 @@ def time_model(name: str, by_class: dict[str, list[Path]], queries: int, tmp: Pa
     for class_id, files in by_class.items():
         (support_dir / class_id).mkdir(parents=True)
         shutil.copy(files[0], support_dir / class_id / files[0].name)
-    predictor = Predictor(trained, from_folder(trained, support_dir))
+    predictor = Predictor(Processed(trained, from_folder(trained, support_dir)))
     pool = [f for files in by_class.values() for f in files[1:]]
     for f in pool[:10]:
         predictor([f])

@@ -140,7 +140,8 @@ TEMPLATES = ["an emoji of {name}", "{name}", "{name}: {description}"]
 
 def save_model(folder: Path, method: str = "protonet", backbone: str = "efficientnet_lite0",
                seed: int = 0, size: int = 32, templates: list[str] | None = None) -> Path:
-    """An untrained but complete model artefact (as a train stage writes it) at folder/model.pt."""
+    """An untrained but complete model artefact (as a train stage writes it) at folder/model.pt;
+    an `lc_*` backbone makes a light-curve model with the repository's light-curve settings."""
     import torch
 
     from fewshot.models import checkpoint
@@ -150,7 +151,12 @@ def save_model(folder: Path, method: str = "protonet", backbone: str = "efficien
     built, frozen = checkpoint.build(entry, on_features=True, text_dim=384)
     path = folder / "model.pt"
     folder.mkdir(parents=True, exist_ok=True)
-    record = checkpoint.inference_record("image", {"size": size}, backbone, templates or TEMPLATES)
+    if _domain_of({"backbone": backbone}) == "light_curves":
+        raw = yaml.safe_load((ROOT / "params.yaml").read_text())["domains"]["light_curves"]
+        modality, settings = "light_curve", raw["settings"]
+    else:
+        modality, settings = "image", {"size": size}
+    record = checkpoint.inference_record(modality, settings, backbone, templates or TEMPLATES)
     checkpoint.save(path, built, entry, 384, frozen, {"best_step": 1, "inference": record})
     return path
 

@@ -6,6 +6,8 @@ Examples:
   fewshot-predict --model protonet --support-set my.support.safetensors --add more_classes/ \\
       --remove dog --save-support my.support.safetensors queries/ --json answers.json
   fewshot-predict --model zero_shot --classes names.csv queries/
+  fewshot-predict --model protonet --support-set my.support.safetensors --runtime onnx queries/
+  fewshot-predict --model protonet.onnx queries/          (written by fewshot-export)
 
 --model is a trained model's name (data/models/<name>/, after `dvc repro`), a path to its
 model.pt, or the MLflow URI of a model logged by `python -m fewshot.inference.serving` (runs:/<id>/model;
@@ -16,6 +18,9 @@ support folder's classes. Probabilities are calibrated with the temperature eval
 fitted on validation episodes; a query whose top probability is under --threshold is `unknown`.
 A query that cannot be read gets an error line; the others are still answered (exit status 1 if
 any query failed, 2 for bad arguments).
+--runtime onnx answers in ONNX Runtime (backbone, head and support set exported once into a cache;
+the same labels, probabilities within 1e-4; --quantize int8 trades a measured accuracy change for
+speed: docs/results.md).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fewshot.core.errors import UserError
@@ -37,19 +43,14 @@ from fewshot.inference.trained import Trained
 UNKNOWN = "unknown"
 
 
-class Predictor:
-    """A trained method with its support set processed once; answers any number of queries."""
+class Processed:
+    """A trained model with a support set processed once, answering in PyTorch (the reference an
+    exported model is checked against)."""
 
-    def __init__(self, trained: Trained, support: SupportSet, threshold: float = 0.0,
-                 batch_size: int = 64):
-        self.trained, self.support = trained, support
-        self.threshold, self.batch_size = threshold, batch_size
-        self._process_support_set()
-
-    def _process_support_set(self) -> None:
-        """Give the method the support set; refuse one it cannot use (no examples for a method that
-        needs them, or inputs of the wrong shape): it must score a blank input finitely."""
-        trained, support = self.trained, self.support
+    def __init__(self, trained: Trained, support: SupportSet):
+        self.trained, self.classes, self.temperature = trained, support.classes, trained.temperature
+        self.modality = trained.modality
+        self.provenance = trained.provenance | {"runtime": "torch"}
         blank = trained.modality.blank(trained.settings)
         probe, reason = None, None
         try:
@@ -65,33 +66,59 @@ class Predictor:
             raise UserError(f"model '{trained.name}' ({trained.spec['method']}) cannot use this "
                             f"support set: {why}")
 
+    def read(self, files: list[Path]) -> tuple[np.ndarray, list[int], dict[int, str]]:
+        return self.trained.read(files)
+
+    @torch.no_grad()
+    def logits(self, raw: np.ndarray, batch_size: int = 64) -> torch.Tensor:
+        return self.trained.method(self.trained.inputs(raw, batch_size))
+
+
+class Predictor:
+    """A model whose classes are fixed (`Processed`: PyTorch; `exported.Exported`: ONNX Runtime)
+    answering any number of queries."""
+
+    def __init__(self, model, threshold: float = 0.0, batch_size: int = 64):
+        self.model, self.threshold, self.batch_size = model, threshold, batch_size
+
     def __call__(self, files: list[Path]) -> list[dict]:
         """One answer per file, in order: the class (or `unknown`), its probability and every
         class's; or the error that kept the file from being read."""
         answers: list[dict] = [{"query": str(f)} for f in files]
+        classes = self.model.classes
         for start in range(0, len(files), self.batch_size):
             chunk = files[start : start + self.batch_size]
-            raw, ok, errors = self.trained.read(chunk)
+            raw, ok, errors = self.model.read(chunk)
             for index, message in errors.items():
                 answers[start + index]["error"] = message
             if not ok:
                 continue
-            with torch.no_grad():
-                logits = self.trained.method(self.trained.inputs(raw, self.batch_size))
-            probs = inference.probabilities(logits, self.trained.temperature)
+            logits = self.model.logits(raw, self.batch_size)
+            probs = inference.probabilities(logits, self.model.temperature)
             for row, index in zip(probs.tolist(), ok, strict=True):
                 best = max(range(len(row)), key=row.__getitem__)
                 answers[start + index] |= {
-                    "label": self.support.classes[best] if row[best] >= self.threshold else UNKNOWN,
-                    "top_class": self.support.classes[best], "probability": row[best],
-                    "probabilities": dict(zip(self.support.classes, row, strict=True))}
+                    "label": classes[best] if row[best] >= self.threshold else UNKNOWN,
+                    "top_class": classes[best], "probability": row[best],
+                    "probabilities": dict(zip(classes, row, strict=True))}
         return answers
 
 
+def answering(trained: Trained, support: SupportSet, runtime: str = "torch",
+              quantize: str | None = None, calibration=None):
+    """`trained` with `support` processed, answering in PyTorch or, exported (cached), in ONNX
+    Runtime (`quantize`d: dynamic, or static calibrated on the `calibration` inputs)."""
+    if runtime == "torch":
+        return Processed(trained, support)
+    from fewshot.inference import exported
+
+    return exported.load(exported.cached(trained, support, quantize, calibration), trained.temperature)
+
+
 def predict(trained: Trained, support: SupportSet, files: list[Path], threshold: float = 0.0,
-            batch_size: int = 64) -> list[dict]:
+            batch_size: int = 64, runtime: str = "torch") -> list[dict]:
     """Answer `files` with a fresh `Predictor` (see there)."""
-    return Predictor(trained, support, threshold, batch_size)(files)
+    return Predictor(answering(trained, support, runtime), threshold, batch_size)(files)
 
 
 def load_support(trained: Trained, args: argparse.Namespace,
@@ -138,11 +165,29 @@ def parser() -> argparse.ArgumentParser:
     doc = __doc__.split("\n", 1)
     cli = argparse.ArgumentParser(prog="fewshot-predict", description=doc[0],
                                   epilog=doc[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_argument("queries", nargs="*", type=Path, help="image files or folders of images")
+    cli.add_argument("queries", nargs="*", type=Path, help="input files or folders of them")
+    model_arguments(cli, exported_too=True)
+    cli.add_argument("--save-support", type=Path, help="save the support set (reload: --support-set)")
+    cli.add_argument("--threshold", type=float, default=0.0,
+                     help="answer 'unknown' when the top calibrated probability is below this "
+                          "(default 0: always a class)")
+    cli.add_argument("--runtime", choices=("torch", "onnx"),
+                     help="answer in PyTorch (default) or in ONNX Runtime: the model and its support "
+                          "set exported once, cached under $FEWSHOT_CACHE_DIR (default "
+                          "~/.cache/fewshot/onnx); an exported .onnx model always runs in ONNX Runtime")
+    quantize_arguments(cli)
+    cli.add_argument("--json", type=Path, help="also write the answers as JSON here")
+    return cli
+
+
+def model_arguments(cli: argparse.ArgumentParser, exported_too: bool = False) -> None:
+    """The model, its classes and its calibration: the arguments fewshot-predict and fewshot-export
+    share."""
     cli.add_argument("--model", required=True,
-                     help="trained model name, path to model.pt, or MLflow URI (runs:/ID/model)")
+                     help="trained model name, path to model.pt, MLflow URI (runs:/ID/model)"
+                          + (" or a model written by fewshot-export (.onnx)" if exported_too else ""))
     source = cli.add_mutually_exclusive_group()
-    source.add_argument("--support", type=Path, help="folder with one sub-folder of images per class")
+    source.add_argument("--support", type=Path, help="folder with one sub-folder of inputs per class")
     source.add_argument("--support-set", type=Path, help="a support set saved with --save-support")
     cli.add_argument("--classes", type=Path,
                      help="class names (+ descriptions): a CSV with class_name[,description] or one "
@@ -150,20 +195,21 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--add", type=Path, help="with --support-set: add the classes of this folder")
     cli.add_argument("--remove", action="append", metavar="CLASS",
                      help="leave this class out (repeat for several)")
-    cli.add_argument("--save-support", type=Path, help="save the support set (reload: --support-set)")
-    cli.add_argument("--threshold", type=float, default=0.0,
-                     help="answer 'unknown' when the top calibrated probability is below this "
-                          "(default 0: always a class)")
     cli.add_argument("--temperature", type=float,
                      help="override the calibrated temperature (default: evaluate@<model>'s)")
     cli.add_argument("--batch-size", type=int, default=64)
-    cli.add_argument("--json", type=Path, help="also write the answers as JSON here")
-    return cli
 
 
-def run(args: argparse.Namespace) -> int:
-    if not 0.0 <= args.threshold <= 1.0:
-        raise UserError(f"--threshold {args.threshold} must be a probability in [0, 1]")
+def quantize_arguments(cli: argparse.ArgumentParser) -> None:
+    cli.add_argument("--quantize", choices=("dynamic", "static"),
+                     help="int8 ONNX model: dynamic (weights) or static (weights and activations, "
+                          "calibrated on --calibration DIR or the --support folder's files)")
+    cli.add_argument("--calibration", type=Path,
+                     help="folder of inputs (any depth) calibrating --quantize static")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The checks of the shared arguments, before anything is loaded."""
     if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature > 0):
         raise UserError(f"--temperature {args.temperature} must be a finite number > 0 (it divides "
                         "the logits; default: the one evaluate@<model> fitted)")
@@ -171,11 +217,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size {args.batch_size} must be at least 1")
     if args.add and not args.support_set:
         raise UserError("--add needs --support-set (the saved set to add classes to)")
+    if args.calibration and args.quantize != "static":
+        raise UserError("--calibration is for --quantize static (it calibrates the activations)")
+    if args.quantize == "static" and not (args.calibration or args.support):
+        raise UserError("--quantize static needs inputs to calibrate on: give --calibration DIR "
+                        "(or --support DIR, whose files are used)")
+
+
+def load_model(args: argparse.Namespace) -> tuple[Trained, SupportSet]:
+    """The trained model of --model and the support set the arguments give."""
     logged = None
     if args.model.startswith(("runs:/", "models:/")):  # a model logged by fewshot.inference.serving
         from fewshot.core.tracking import load_logged_model
 
         served = load_logged_model(args.model)
+        if getattr(served, "exported", None) is not None:
+            raise UserError(f"'{args.model}' was logged exported (ONNX): serve it, or give "
+                            "fewshot-predict the trained model and --runtime onnx")
         trained, logged = served.trained, served.support
         if args.temperature is not None:
             trained.temperature = args.temperature
@@ -183,21 +241,61 @@ def run(args: argparse.Namespace) -> int:
         trained = inference.load(args.model, temperature=args.temperature)
     support = load_support(trained, args, logged)
     for warning in support.warnings:
-        print(f"warning: skipped support image: {warning}", file=sys.stderr)
-    if args.save_support:
-        support.save(args.save_support)
-        print(f"saved support set: {len(support.classes)} classes, {len(support.labels)} images "
-              f"-> {args.save_support}", file=sys.stderr)
+        print(f"warning: skipped support input: {warning}", file=sys.stderr)
+    return trained, support
+
+
+def calibration_inputs(trained: Trained, args: argparse.Namespace):
+    """The raw inputs calibrating static quantisation: --calibration DIR, else the support folder."""
+    if args.quantize != "static":
+        return None
+    from fewshot.inference.exported import inputs_of_folder
+
+    return inputs_of_folder(trained.modality, trained.settings, args.calibration or args.support)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UserError(f"--threshold {args.threshold} must be a probability in [0, 1]")
+    check_arguments(args)
+    if args.quantize and args.runtime != "onnx":
+        raise UserError(f"--quantize {args.quantize} quantises an ONNX model: add --runtime onnx")
+    if args.model.endswith(".onnx"):
+        model = _exported_model(args)
+    else:
+        trained, support = load_model(args)
+        if args.save_support:
+            support.save(args.save_support)
+            print(f"saved support set: {len(support.classes)} classes, {len(support.labels)} inputs "
+                  f"-> {args.save_support}", file=sys.stderr)
+        model = answering(trained, support, args.runtime or "torch", args.quantize,
+                          calibration_inputs(trained, args))
     files = [f for target in args.queries for f in inference.query_files(target)]
-    answers = predict(trained, support, files, args.threshold, args.batch_size)
+    answers = Predictor(model, args.threshold, args.batch_size)(files)
     for answer in answers:
         print(_format(answer))
     if args.json:
         with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({"model": trained.provenance, "temperature": trained.temperature,
-                                       "threshold": args.threshold, "classes": support.classes,
+            tmp.write_text(json.dumps({"model": model.provenance, "temperature": model.temperature,
+                                       "threshold": args.threshold, "classes": model.classes,
                                        "answers": answers}, indent=1, allow_nan=False) + "\n")
     return 1 if any("error" in a for a in answers) else 0
+
+
+def _exported_model(args: argparse.Namespace):
+    """A model written by fewshot-export: its classes and runtime are in the file."""
+    from fewshot.inference import exported
+
+    given = [f"--{name.replace('_', '-')}" for name in ("support", "support_set", "classes", "add",
+                                                         "remove", "save_support", "quantize")
+             if getattr(args, name)]
+    if given:
+        raise UserError(f"{', '.join(given)}: an exported model's classes (and quantisation) are "
+                        f"fixed in '{args.model}'; export it again to change them")
+    if args.runtime == "torch":
+        raise UserError(f"'{args.model}' is an exported (ONNX) model: it runs in ONNX Runtime "
+                        "(leave out --runtime, or give the trained model for --runtime torch)")
+    return exported.load(Path(args.model), args.temperature)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 Usage:
   python -m fewshot.inference.serving --model protonet --support-set my.support.safetensors [--threshold 0.5]
+      [--runtime onnx [--quantize dynamic | --quantize static --calibration DIR]]
 
 logs one MLflow run (tracking URI as for the pipeline: the project's mlflow.db, or
 MLFLOW_TRACKING_URI) holding the model and prints its URI, e.g. `runs:/<run id>/model`. Then
@@ -16,7 +17,9 @@ and then only files inside DIR, symbolic links resolved; so callers can neither 
 server's other files). Loading a `runs:/` model unpickles it: load models only from a tracking
 server you trust. Output: one row per query with `label` (a class or "unknown"),
 `top_class`, `probability`, `probabilities` (JSON: class -> probability) and `error` (empty when
-the query was answered) — the same answers as `fewshot-predict`.
+the query was answered) — the same answers as `fewshot-predict`. With `--runtime onnx` the
+logged model is the exported ONNX file (`fewshot-export`: backbone, head and support set in one
+graph) and the server answers with ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from fewshot.core.errors import UserError, one_line_errors
 from fewshot.core.fileio import atomic_path
 from fewshot.core.tracking import PythonModel
 from fewshot.inference import trained as inference
-from fewshot.inference.predict import Predictor
+from fewshot.inference.predict import Predictor, Processed, quantize_arguments
 from fewshot.inference.support import SupportSet
 
 COLUMNS = ["label", "top_class", "probability", "probabilities", "error"]
@@ -48,9 +51,19 @@ class FewShotModel(PythonModel):
     def load_context(self, context) -> None:
         config = json.loads(Path(context.artifacts["config"]).read_text())
         self.threshold = config["threshold"]
-        self.trained = inference.load(context.artifacts["model"], config["temperature"], config["name"])
-        self.support = SupportSet.load(Path(context.artifacts["support"]), self.trained)
-        self.predictor = Predictor(self.trained, self.support, self.threshold)
+        if "exported" in context.artifacts:  # --runtime onnx: the exported graph is the model
+            from fewshot.inference import exported
+
+            self.trained = self.support = None
+            self.exported = exported.load(Path(context.artifacts["exported"]), config["temperature"])
+            model = self.exported
+        else:
+            self.exported = None
+            self.trained = inference.load(context.artifacts["model"], config["temperature"],
+                                          config["name"])
+            self.support = SupportSet.load(Path(context.artifacts["support"]), self.trained)
+            model = Processed(self.trained, self.support)
+        self.predictor = Predictor(model, self.threshold)
         root = os.environ.get(PATH_ROOT_ENV)
         self.path_root = Path(root).resolve() if root else None
 
@@ -58,7 +71,7 @@ class FewShotModel(PythonModel):
         frame = pd.DataFrame(model_input)
         with tempfile.TemporaryDirectory() as folder:
             files, decode_errors = _query_files(frame, Path(folder), self.path_root,
-                                                self.trained.modality.payload)
+                                                self.predictor.model.modality.payload)
             answers = self.predictor(files)
         rows = []
         for index, answer in enumerate(answers):
@@ -121,31 +134,43 @@ def _inside(root: Path, given: str) -> Path | None:
 
 
 def log_model(model: str, support_set: Path, threshold: float = 0.0,
-              experiment: str = "fewshot-serving") -> str:
-    """Log the model + support set as a pyfunc model in a new MLflow run; return its model URI."""
+              experiment: str = "fewshot-serving", runtime: str = "torch",
+              quantize: str | None = None, calibration: Path | None = None) -> str:
+    """Log the model + support set as a pyfunc model in a new MLflow run; return its model URI.
+    `runtime` onnx logs the exported graph instead (`quantize`d, static calibrated on the
+    `calibration` folder's inputs)."""
     from fewshot.core.tracking import mlflow_run
 
     trained = inference.load(model)
-    SupportSet.load(support_set, trained)  # refuse a support set of another model before logging
+    support = SupportSet.load(support_set, trained)  # refuse another model's set before logging
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "config.json"
         with atomic_path(config) as tmp:
             tmp.write_text(json.dumps({"name": trained.name, "temperature": trained.temperature,
-                                       "threshold": threshold}))
-        with mlflow_run("serve", experiment, {"model": trained.name} | {
-                k: str(v) for k, v in trained.provenance.items()}) as run:
-            return run.log_model(FewShotModel(), {"model": str(trained.path),
-                                                  "support": str(support_set), "config": str(config)},
-                                 _requirements())
+                                       "threshold": threshold, "runtime": runtime}))
+        artifacts = {"model": str(trained.path), "support": str(support_set), "config": str(config)}
+        extra = []
+        if runtime == "onnx":
+            from fewshot.inference import exported
+
+            inputs = (exported.inputs_of_folder(trained.modality, trained.settings, calibration)
+                      if quantize == "static" and calibration else None)
+            artifacts = {"exported": str(Path(folder) / f"{trained.name}.onnx"), "config": str(config)}
+            exported.export(trained, support, Path(artifacts["exported"]), quantize, inputs)
+            extra = ["onnxruntime", "onnx"]
+        tags = {"model": trained.name, "runtime": runtime} | {
+            k: str(v) for k, v in trained.provenance.items()}
+        with mlflow_run("serve", experiment, tags) as run:
+            return run.log_model(FewShotModel(), artifacts, _requirements(extra))
 
 
-def _requirements() -> list[str]:
+def _requirements(extra: list[str] = ()) -> list[str]:
     """The serving environment's key pins (stated, not inferred: inference would load the model)."""
     from importlib.metadata import version
 
     return [f"{package}=={version(package)}" for package in
             ("mlflow", "torch", "torchvision", "timm", "transformers", "safetensors", "pandas",
-             "pillow", "numpy")]
+             "pillow", "numpy", *extra)]
 
 
 @one_line_errors
@@ -157,10 +182,19 @@ def main() -> None:
                      help="a support set saved by fewshot-predict --save-support")
     cli.add_argument("--threshold", type=float, default=0.0,
                      help="'unknown' below this calibrated probability (default 0)")
+    cli.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                     help="answer in PyTorch (default) or log the exported ONNX model and answer in "
+                          "ONNX Runtime")
+    quantize_arguments(cli)
     args = cli.parse_args()
     if not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"--threshold {args.threshold} must be a probability in [0, 1]")
-    print(log_model(args.model, args.support_set, args.threshold))
+    if args.quantize and args.runtime != "onnx":
+        raise UserError(f"--quantize {args.quantize} quantises an ONNX model: add --runtime onnx")
+    if args.quantize == "static" and not args.calibration:
+        raise UserError("--quantize static needs --calibration DIR (inputs to calibrate on)")
+    print(log_model(args.model, args.support_set, args.threshold, runtime=args.runtime,
+                    quantize=args.quantize, calibration=args.calibration))
 
 
 if __name__ == "__main__":

@@ -60,15 +60,7 @@ class Trained:
             the model inputs of the readable files (M, ...), their indices in `files`, and
             {index: error message} for the others.
         """
-        inputs, ok, errors = [], [], {}
-        for index, path in enumerate(files):
-            try:
-                inputs.append(self.modality.read(path, self.settings))
-                ok.append(index)
-            except UserError as err:
-                errors[index] = str(err)
-        stacked = self.modality.collate(inputs) if inputs else self.modality.blank(self.settings)[:0]
-        return stacked, ok, errors
+        return read_files(self.modality, self.settings, files)
 
     @torch.no_grad()
     def inputs(self, raw: np.ndarray, batch_size: int = 64) -> torch.Tensor:
@@ -81,6 +73,20 @@ class Trained:
         if len(raw) <= batch_size:  # one batch: no progress bar
             return self.backbone(torch.as_tensor(raw)).float()
         return embed(self.backbone, raw, batch_size, desc=f"embed {self.modality.name} inputs")
+
+
+def read_files(modality: Modality, settings, files: list[Path]
+               ) -> tuple[np.ndarray, list[int], dict[int, str]]:
+    """`Trained.read` for any reader of `modality` with `settings` (an exported model's too)."""
+    inputs, ok, errors = [], [], {}
+    for index, path in enumerate(files):
+        try:
+            inputs.append(modality.read(path, settings))
+            ok.append(index)
+        except UserError as err:
+            errors[index] = str(err)
+    stacked = modality.collate(inputs) if inputs else modality.blank(settings)[:0]
+    return stacked, ok, errors
 
 
 def resolve_model(model: str) -> tuple[str, Path]:

@@ -43,6 +43,7 @@ class Modality(abc.ABC):
     Settings: type
     suffixes: frozenset[str]
     payload: str  # the serving input column holding one raw file, base64-encoded
+    varying_axes: tuple[int, ...] = ()  # axes of a batch, besides the first, whose size varies
 
     def settings(self, raw: dict | None, prefix: str | None = None) -> object:
         """Typed settings from params `domains.<domain>.settings` (unknown keys and bad values

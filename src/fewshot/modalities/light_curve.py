@@ -59,6 +59,7 @@ class LightCurveModality(Modality):
     Settings = LightCurveSettings
     suffixes = frozenset({".csv"})
     payload = "light_curve"
+    varying_axes = (1,)  # time: a batch is padded to its longest series
 
     def store(self, path: Path, settings: LightCurveSettings) -> bytes:
         return to_bytes(prepare(read_table(path, settings), settings))

@@ -51,7 +51,8 @@ class TimeGrid(nn.Module):
         index = (band * self.bins + slot) + torch.arange(n).unsqueeze(1) * MAX_BANDS * self.bins
         index = index[valid]
         flux = torch.zeros(n * MAX_BANDS * self.bins).index_add_(0, index, tokens[..., 2][valid])
-        count = torch.zeros(n * MAX_BANDS * self.bins).index_add_(0, index, torch.ones(len(index)))
+        ones = torch.ones_like(index, dtype=torch.float)  # not ones(len(index)): a traced constant
+        count = torch.zeros(n * MAX_BANDS * self.bins).index_add_(0, index, ones)
         mean = (flux / count.clamp(min=1)).view(n, MAX_BANDS, self.bins)
         seen = (count > 0).view(n, MAX_BANDS, self.bins)
         brightness = (tokens[..., 4] * valid).amax(1).view(n, 1, 1).expand(n, 1, self.bins)

@@ -1,0 +1,175 @@
+"""Exported models (ONNX Runtime): the same answers as PyTorch for every method and both kinds of
+data, int8 quantisation, the cache of `--runtime onnx`, the CLIs, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from fewshot.core.errors import UserError
+from fewshot.inference import exported
+from fewshot.inference import trained as inference
+from fewshot.inference.predict import Predictor, Processed, answering, predict
+from fewshot.inference.support import from_folder
+from fewshot.tools.series import make_series_folder
+from fewshot.tools.shapes import make_image_folder
+from tests.conftest import save_model
+
+
+@pytest.fixture
+def images(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no params.yaml: the model artefact says everything
+    monkeypatch.setenv(exported.CACHE_ENV, str(tmp_path / "cache"))
+    support = make_image_folder(tmp_path / "support", n_classes=4, per_class=2)
+    queries = make_image_folder(tmp_path / "queries", n_classes=4, per_class=4)
+    return {"tmp": tmp_path, "support": support, "files": sorted(queries.glob("class_*/item_*.png"))}
+
+
+def _both(trained, support, files, runtime_model) -> tuple[np.ndarray, np.ndarray]:
+    """(PyTorch, ONNX Runtime) probabilities of `files`."""
+    reference = Predictor(Processed(trained, support))(files)
+    answers = Predictor(runtime_model)(files)
+    assert [a["label"] for a in answers] == [a["label"] for a in reference]
+    as_array = lambda found: np.array([list(a["probabilities"].values()) for a in found])  # noqa: E731
+    return as_array(reference), as_array(answers)
+
+
+@pytest.mark.parametrize(("method", "backbone"), [
+    ("protonet", "efficientnet_lite0"), ("siamese", "mobilenet_v2"), ("zero_shot", "mobilenet_v2"),
+    ("conse", "efficientnet_lite0"), ("multimodal", "mobilenet_v2")])
+def test_every_image_method_exports_and_answers_as_pytorch_does(images, method, backbone):
+    """Frozen backbones (features, then the method); the light-curve test below has the backbone
+    inside the method (trained with it)."""
+    trained = inference.load(str(save_model(images["tmp"] / method, method=method, backbone=backbone)))
+    support = from_folder(trained, images["support"])
+    out = images["tmp"] / f"{method}.onnx"
+    meta = exported.export(trained, support, out)
+    reference, onnx_answers = _both(trained, support, images["files"], exported.load(out))
+    assert np.abs(reference - onnx_answers).max() < 1e-4
+    assert meta["classes"] == support.classes and meta["support_sha256"] == exported.support_sha256(support)
+    assert meta["provenance"]["model_sha256"] == trained.sha256 and meta["quantize"] == "none"
+
+
+@pytest.mark.parametrize("method", ["protonet", "zero_shot"])
+def test_light_curve_models_export_with_the_series_length_left_free(tmp_path, monkeypatch, method):
+    monkeypatch.chdir(tmp_path)
+    trained = inference.load(str(save_model(tmp_path / "lc", method=method, backbone="lc_cnn")))
+    support = from_folder(trained, make_series_folder(tmp_path / "support", 3, 2))
+    files = sorted(make_series_folder(tmp_path / "queries", 3, 3).glob("class_*/*.csv"))
+    lengths = {len(trained.read([f])[0][0]) for f in files}
+    assert len(lengths) > 1  # the graph must take series of other lengths than it was traced with
+    exported.export(trained, support, tmp_path / "lc.onnx")
+    model = exported.load(tmp_path / "lc.onnx")
+    reference, onnx_answers = _both(trained, support, files, model)
+    assert np.abs(reference - onnx_answers).max() < 1e-4
+    one = Predictor(model, batch_size=1)(files)  # each series alone: unpadded, its own length
+    assert np.abs(np.array([list(a["probabilities"].values()) for a in one]) - reference).max() < 1e-4
+
+
+def test_int8_models_are_smaller_and_stay_close_to_fp32(images):
+    trained = inference.load(str(save_model(images["tmp"] / "m")))
+    support = from_folder(trained, images["support"])
+    plain, dynamic, static = (images["tmp"] / f"{n}.onnx" for n in ("fp32", "dynamic", "static"))
+    exported.export(trained, support, plain)
+    exported.export(trained, support, dynamic, "dynamic")
+    calibration = exported.inputs_of_folder(trained.modality, trained.settings, images["support"])
+    meta = exported.export(trained, support, static, "static", calibration)
+    assert meta["quantize"] == "static" and meta["calibration_inputs"] == 8
+    ops = lambda path: {node.op_type for node in onnx.load(str(path)).graph.node}  # noqa: E731
+    assert "QuantizeLinear" in ops(static) and "QuantizeLinear" not in ops(plain)
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} & ops(dynamic)
+    fp32 = exported.load(plain).logits(trained.read(images["files"])[0])
+    assert static.stat().st_size < 0.6 * plain.stat().st_size  # int8 weights: 4x fewer bytes
+    for path in (dynamic, static):
+        int8 = exported.load(path).logits(trained.read(images["files"])[0])
+        # Close, not equal (an untrained 32 px model: 0.93 dynamic measured; a broken graph ~0):
+        # the correlation of the logits over queries and classes. The accuracy an int8 model
+        # costs is measured on the real test episodes (benchmarks/onnx_inference.py).
+        assert np.corrcoef(fp32.flatten(), int8.flatten())[0, 1] > 0.85, path.name
+
+
+def test_runtime_onnx_exports_once_per_model_and_support_set(images):
+    trained = inference.load(str(save_model(images["tmp"] / "m")))
+    support = from_folder(trained, images["support"])
+    first = answering(trained, support, "onnx")
+    written = sorted((images["tmp"] / "cache").glob("*.onnx"))
+    assert len(written) == 1 and first.path == written[0]
+    stamp = written[0].stat().st_mtime_ns
+    assert answering(trained, support, "onnx").path == written[0]
+    assert written[0].stat().st_mtime_ns == stamp  # reused, not exported again
+    answering(trained, support.remove(["class 00"]), "onnx")
+    assert len(list((images["tmp"] / "cache").glob("*.onnx"))) == 2
+    assert [a["label"] for a in predict(trained, support, images["files"], runtime="onnx")] == \
+        [a["label"] for a in predict(trained, support, images["files"])]
+
+
+def _cli(tool: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    script = {"export": "fewshot.inference.exported", "predict": "fewshot.inference.predict"}[tool]
+    return subprocess.run([sys.executable, "-m", script, *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ})
+
+
+def test_export_then_predict_from_the_file_alone(images):
+    tmp = images["tmp"]
+    model = save_model(tmp / "m")
+    done = _cli("export", "--model", model, "--support", images["support"], "--out", tmp / "m.onnx",
+                cwd=tmp)
+    assert done.returncode == 0, done.stderr
+    assert "exported m (protonet, efficientnet_lite0) with 4 classes" in done.stderr
+    queries = tmp / "queries"
+    answered = _cli("predict", "--model", tmp / "m.onnx", queries / "class_01", "--json",
+                    tmp / "a.json", cwd=tmp)
+    assert answered.returncode == 0, answered.stderr
+    written = json.loads((tmp / "a.json").read_text())
+    assert written["model"]["runtime"] == "onnx" and written["classes"] == [f"class {c:02d}"
+                                                                           for c in range(4)]
+    trained = inference.load(str(model))
+    expected = predict(trained, from_folder(trained, images["support"]),
+                       sorted((queries / "class_01").iterdir()))
+    assert [a["label"] for a in written["answers"]] == [a["label"] for a in expected]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--support", "{support}"], "--support: an exported model's classes (and quantisation) are fixed"),
+    (["--runtime", "torch"], "is an exported (ONNX) model: it runs in ONNX Runtime"),
+])
+def test_an_exported_model_refuses_what_would_change_it(images, args, message):
+    tmp = images["tmp"]
+    exported.export(*(lambda t: (t, from_folder(t, images["support"])))(
+        inference.load(str(save_model(tmp / "m")))), tmp / "m.onnx")
+    done = _cli("predict", "--model", tmp / "m.onnx",
+                *[a.format(support=images["support"]) for a in args], images["files"][0], cwd=tmp)
+    assert done.returncode == 2 and message in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_bad_export_input_gets_one_line(images):
+    tmp = images["tmp"]
+    (tmp / "not.onnx").write_text("nothing")
+    with pytest.raises(UserError, match="is not an ONNX model ONNX Runtime can load"):
+        exported.load(tmp / "not.onnx")
+    with pytest.raises(UserError, match="does not exist; write one with fewshot-export"):
+        exported.load(tmp / "missing.onnx")
+    conv4 = inference.load(str(save_model(tmp / "c4", backbone="conv4")))
+    with pytest.raises(UserError, match=r"model 'c4' \(protonet, conv4\) cannot be exported to ONNX: "
+                                        r"SymbolicValueError: Unsupported: ONNX export of operator "
+                                        r"adaptive_avg_pool2d"):  # resize, then adaptive pooling
+        exported.export(conv4, from_folder(conv4, images["support"]), tmp / "c4.onnx")
+    assert not (tmp / "c4.onnx").exists()
+    model = save_model(tmp / "m")
+    cases = [(["--quantize", "static", "--support-set", tmp / "none"], "needs inputs to calibrate"),
+             (["--support", images["support"], "--out", tmp / "m.pt"], "must end in .onnx"),
+             (["--support", images["support"], "--calibration", tmp], "--calibration is for "
+                                                                       "--quantize static")]
+    for extra, message in cases:
+        args = ["--model", model, *extra] + ([] if "--out" in extra else ["--out", tmp / "o.onnx"])
+        done = _cli("export", *args, cwd=tmp)
+        assert done.returncode == 2 and message in done.stderr, (extra, done.stderr)
+        assert not (tmp / "o.onnx").exists()
