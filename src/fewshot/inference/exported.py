@@ -68,7 +68,7 @@ def export(trained: Trained, support: SupportSet, out: Path, quantize: str | Non
     Processed(trained, support)  # refuses a support set the model cannot use
     graph, exporter = _traced(trained)
     if quantize is not None:
-        graph = _quantized(graph, quantize, calibration)
+        graph = quantized(graph, quantize, calibration)
     meta = {"format": FORMAT, "provenance": trained.provenance, "classes": support.classes,
             "temperature": trained.temperature, "input_dtype": str(trained.modality.blank(
                 trained.settings).dtype), "support_sha256": support_sha256(support),
@@ -91,24 +91,30 @@ def _traced(trained: Trained):
     (torch 2.14): 7 s per export against 0.4 s, the same outputs to 1e-5, one image 1.8 ms against
     2.2 ms for the backbone alone; but it translates neither `cdist` (protonet, siamese) nor
     `cummax` (the light-curve encoders)."""
-    import onnx
-
-    _register_symbolics()
     blank = trained.modality.blank(trained.settings)
     example = torch.as_tensor(np.concatenate([blank, blank]))  # batch 2: nothing specialises to 1
-    free = [0, *trained.modality.varying_axes]
-    buffer = io.BytesIO()
     try:
-        _quietly(lambda: torch.onnx.export(
-            _Graph(trained).eval(), (example,), buffer, input_names=["inputs"],
-            output_names=["logits"], opset_version=OPSET, dynamo=False,
-            dynamic_axes={"inputs": {a: f"axis_{a}" for a in free}, "logits": {0: "axis_0"}}))
+        graph = graph_of(_Graph(trained), example, (0, *trained.modality.varying_axes))
     except Exception as err:  # the exporter raises many types for an operator it cannot express
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise UserError(f"model '{trained.name}' ({trained.spec['method']}, "
                         f"{trained.spec['backbone']}) cannot be exported to ONNX: "
                         f"{type(err).__name__}: {first[:200]}") from None
-    return onnx.load_from_string(buffer.getvalue()), "torchscript"
+    return graph, "torchscript"
+
+
+def graph_of(module: nn.Module, example: torch.Tensor, free: tuple[int, ...], output: str = "logits"):
+    """`module` (one input `inputs` -> one output) as an ONNX graph, the `free` axes of its input
+    (and the first of its output) left variable."""
+    import onnx
+
+    _register_symbolics()
+    buffer = io.BytesIO()
+    _quietly(lambda: torch.onnx.export(
+        module.eval(), (example,), buffer, input_names=["inputs"], output_names=[output],
+        opset_version=OPSET, dynamo=False,
+        dynamic_axes={"inputs": {a: f"axis_{a}" for a in free}, output: {0: "axis_0"}}))
+    return onnx.load_from_string(buffer.getvalue())
 
 
 def _quietly(export):
@@ -167,7 +173,7 @@ def _moved(g, value, source: int, target: int):
     raise UserError(f"cumulative extrema along axis {source} -> {target} cannot be exported")
 
 
-def _quantized(graph, quantize: str, calibration: np.ndarray | None):
+def quantized(graph, quantize: str, calibration: np.ndarray | None):
     """`graph` with int8 weights (dynamic) or int8 weights and activations (static, calibrated)."""
     import onnx
     from onnxruntime import quantization as q
@@ -260,7 +266,7 @@ def load(path: Path, temperature: float | None = None) -> Exported:
     if not path.is_file():
         raise UserError(f"exported model '{path}' does not exist; write one with fewshot-export")
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     except Exception as err:  # ONNX Runtime raises its own error types for a foreign file
         raise UserError(f"'{path}' is not an ONNX model ONNX Runtime can load "
                         f"({type(err).__name__})") from None
@@ -273,6 +279,16 @@ def load(path: Path, temperature: float | None = None) -> Exported:
     settings = modality.settings(meta["provenance"]["settings"])
     return Exported(path, meta, session, modality, settings,
                     float(meta["temperature"] if temperature is None else temperature))
+
+
+def session_options():
+    """ONNX Runtime's options: as many threads as PyTorch uses (its default, the physical cores,
+    may be fewer), so the two runtimes compare on the same cores."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    return options
 
 
 def cached(trained: Trained, support: SupportSet, quantize: str | None = None,
