@@ -8,15 +8,17 @@ Usage (after `dvc repro`): python benchmarks/onnx_inference.py [--model protonet
 1. Embedding: the test split's images (decoded once) through each backbone at the default size and
    batch (128 px, 64), eager PyTorch (channels-last, what embed@images runs) and ONNX Runtime (the
    backbone exported as fewshot-export exports it), interleaved `--repeats` times: images/s
-   (median) and the largest feature difference.
+   (median) and the largest feature difference. ONNX Runtime here is
+   `fewshot.models.backbones.runtime.embed`, what the embed stage runs.
 2. Accuracy: the trained model (a frozen backbone + its head) scored on the test episodes with the
-   features each runtime gives: PyTorch's (the embed stage's cache: the reported number), ONNX
-   Runtime fp32, static int8 (calibrated on 256 training-split images, never the test split) and
-   dynamic int8; paired difference against PyTorch per episode with its 95% CI (the gate's test).
+   features each runtime gives: eager PyTorch's, ONNX Runtime fp32 (what embed@images caches
+   with `runtime: onnx`) and static int8 (calibrated on 256 training-split images, never the test split;
+   as fewshot-export quantises: the first and last convolutions fp32); paired difference against
+   PyTorch per episode with its 95% CI (the gate's test).
    The head runs in PyTorch here; in an exported model it is in the graph (quantised with it).
 3. One query: `fewshot-predict`'s `Predictor` on one PNG (read, normalise, model, calibrated
-   softmax) with a support set of 5 unseen classes, PyTorch against the exported model (fp32,
-   static and dynamic int8), interleaved query by query, `--queries` times after 5 warm-ups: p50 /
+   softmax) with a support set of 5 unseen classes, PyTorch against the exported model (fp32 and
+   static int8), interleaved query by query, `--queries` times after 5 warm-ups: p50 /
    p95; labels compared over 300 query files; file sizes.
 Both runtimes use the same number of threads (torch's: 2 here).
 """
@@ -47,16 +49,14 @@ from fewshot.inference import trained as inference
 from fewshot.inference.predict import Predictor, Processed
 from fewshot.inference.support import from_folder
 from fewshot.models import checkpoint
-from fewshot.models.backbones import BACKBONES, embed
+from fewshot.models.backbones import BACKBONES, embed, runtime
 from fewshot.tools.example import export as export_example
-
-INT8 = ("static", "dynamic")
 
 
 def _session(graph):
     import onnxruntime as ort
 
-    return ort.InferenceSession(graph.SerializeToString(), exported.session_options(),
+    return ort.InferenceSession(graph.SerializeToString(), runtime.session_options(),
                                 providers=["CPUExecutionProvider"])
 
 
@@ -65,60 +65,57 @@ def _ort_features(session, images: np.ndarray, batch: int = 64) -> torch.Tensor:
                                             for s in range(0, len(images), batch)]))
 
 
-def embedding(images: torch.Tensor, repeats: int) -> list[dict]:
-    rows = []
+def embedding(images: torch.Tensor, repeats: int) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """(throughput rows, eager PyTorch features per backbone)."""
+    rows, eager_features = [], {}
     for name in ("efficientnet_lite0", "mobilenet_v2"):
         module = BACKBONES.create(name).module
-        session = _session(exported.graph_of(module, images[:2], (0,), output="features"))
         eager_s, ort_s = [], []
         for _ in range(repeats):
             started = time.perf_counter()
             eager = embed(module, images, 64, desc=f"eager {name}")
             eager_s.append(time.perf_counter() - started)
             started = time.perf_counter()
-            onnx = _ort_features(session, images.numpy())
+            onnx = runtime.embed(module, images, 64, desc=f"onnx {name}")
             ort_s.append(time.perf_counter() - started)
+        eager_features[name] = eager
         rows.append({"backbone": name, "images": len(images),
                      "eager_images_per_s": len(images) / statistics.median(eager_s),
                      "onnx_images_per_s": len(images) / statistics.median(ort_s),
                      "max_abs_feature_diff": float((eager - onnx).abs().max())})
-    return rows
+    return rows, eager_features
 
 
 def accuracy(model: str, test: pd.DataFrame, images: torch.Tensor, calibration: np.ndarray,
-             modality) -> tuple[list[dict], dict]:
+             modality, eager: dict[str, torch.Tensor]) -> tuple[list[dict], dict]:
     where = paths.Domain("images")
     method, info = checkpoint.load(paths.model_file(model), on_features=True)
     backbone = info["spec"]["backbone"]
     table = pd.read_parquet(where.test_episodes)
     text = TextFeatures(where.text)
     module = BACKBONES.create(backbone).module
-    plain = exported.graph_of(module, images[:2], (0,), output="features")
-    graphs = {"onnx fp32": plain} | {f"{mode} int8": exported.quantized(plain, mode, calibration)
-                                     for mode in INT8}
+    plain = runtime.graph_of(module, images[:2], (0,), output="features")
+    graphs = {"onnx fp32": plain, "static int8": exported.quantized(plain, "static", calibration)}
     per_episode, rows, features_of = {}, [], {}
     with tempfile.TemporaryDirectory() as folder:
         for variant in ("pytorch", *graphs):
-            if variant == "pytorch":
-                cache = where.features  # what evaluate@<model> scored
-            else:
-                cache = Path(folder) / variant.replace(" ", "_")
-                features_of[variant] = _ort_features(_session(graphs[variant]), images.numpy())
-                features.save(features.path_for(backbone, cache), list(test["item_id"]),
-                              list(test["sha256"]), features_of[variant])
+            cache = Path(folder) / variant.replace(" ", "_")
+            features_of[variant] = (eager[backbone] if variant == "pytorch" else
+                                    _ort_features(_session(graphs[variant]), images.numpy()))
+            features.save(features.path_for(backbone, cache), list(test["item_id"]),
+                          list(test["sha256"]), features_of[variant])
             results = score(method, ItemInputs(test, backbone, True, text, modality, cache), table)
             per_episode[variant] = [float((r["logits"].argmax(1) == r["labels"]).mean())
                                     for r in results]
-    reference = features.load_for(test, backbone, where.features)
+    reference = features_of["pytorch"]
     for variant, values in per_episode.items():
         paired = metrics.paired_difference(per_episode["pytorch"], values, 0.95)
         rows.append({"features": variant, "accuracy": float(np.mean(values)),
                      "paired_diff": paired.mean, "ci95": [paired.low, paired.high],
-                     "max_abs_feature_diff": 0.0 if variant == "pytorch" else
-                     float((features_of[variant] - reference).abs().max()),
+                     "max_abs_feature_diff": float((features_of[variant] - reference).abs().max()),
                      "identical_episodes": int(sum(a == b for a, b in zip(
                          per_episode["pytorch"], values, strict=True)))})
-    return rows, {"backbone": backbone, "episodes": len(table)}
+    return rows, {"backbone": backbone, "episodes": len(per_episode["pytorch"])}
 
 
 def one_query(model: str, queries: int, calibration: np.ndarray) -> list[dict]:
@@ -131,8 +128,7 @@ def one_query(model: str, queries: int, calibration: np.ndarray) -> list[dict]:
         files = sorted(pool.glob("*.png"))
         predictors = {"pytorch": Predictor(Processed(trained, support))}
         sizes = {}
-        for variant, mode in (("onnx fp32", None), ("static int8", "static"),
-                              ("dynamic int8", "dynamic")):
+        for variant, mode in (("onnx fp32", None), ("static int8", "static")):
             path = tmp / f"{variant.replace(' ', '_')}.onnx"
             exported.export(trained, support, path, mode, calibration)
             sizes[variant] = path.stat().st_size
@@ -178,8 +174,9 @@ def main() -> None:
     calibration = modality.decode(list(train["content"])).numpy()
     result = {"machine": platform.processor() or platform.machine(), "device": device_name(),
               "threads": torch.get_num_threads(), "model": args.model}
-    result["embedding"] = embedding(images, args.repeats)
-    result["accuracy"], result["scored"] = accuracy(args.model, test, images, calibration, modality)
+    result["embedding"], eager = embedding(images, args.repeats)
+    result["accuracy"], result["scored"] = accuracy(args.model, test, images, calibration, modality,
+                                                    eager)
     result["one_query"] = one_query(args.model, args.queries, calibration)
     print(f"Embedding, {len(images)} test images, batch 64, {result['threads']} threads "
           f"({result['device']}):\n| backbone | eager images/s | ONNX Runtime images/s | ratio | "

@@ -65,11 +65,13 @@ class Embed:
     backbones: list[str]
     batch_size: int
     text_templates: list[str]
+    runtime: str  # torch | onnx: ONNX Runtime computes the features (PyTorch if it cannot)
 
     def __post_init__(self):
         from fewshot.data.text import check_templates
 
         _require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1")
+        _require(self.runtime in ("torch", "onnx"), f"runtime '{self.runtime}' must be torch or onnx")
         check_templates(self.text_templates)
 
 

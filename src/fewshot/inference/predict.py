@@ -107,7 +107,7 @@ class Predictor:
 def answering(trained: Trained, support: SupportSet, runtime: str = "torch",
               quantize: str | None = None, calibration=None):
     """`trained` with `support` processed, answering in PyTorch or, exported (cached), in ONNX
-    Runtime (`quantize`d: dynamic, or static calibrated on the `calibration` inputs)."""
+    Runtime (`quantize`d: static int8 calibrated on the `calibration` inputs)."""
     if runtime == "torch":
         return Processed(trained, support)
     from fewshot.inference import exported
@@ -201,8 +201,8 @@ def model_arguments(cli: argparse.ArgumentParser, exported_too: bool = False) ->
 
 
 def quantize_arguments(cli: argparse.ArgumentParser) -> None:
-    cli.add_argument("--quantize", choices=("dynamic", "static"),
-                     help="int8 ONNX model: dynamic (weights) or static (weights and activations, "
+    cli.add_argument("--quantize", choices=("static",),
+                     help="int8 ONNX model: static (weights and activations, "
                           "calibrated on --calibration DIR or the --support folder's files)")
     cli.add_argument("--calibration", type=Path,
                      help="folder of inputs (any depth) calibrating --quantize static")

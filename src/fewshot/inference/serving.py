@@ -2,7 +2,7 @@
 
 Usage:
   python -m fewshot.inference.serving --model protonet --support-set my.support.safetensors [--threshold 0.5]
-      [--runtime onnx [--quantize dynamic | --quantize static --calibration DIR]]
+      [--runtime onnx [--quantize static --calibration DIR]]
 
 logs one MLflow run (tracking URI as for the pipeline: the project's mlflow.db, or
 MLFLOW_TRACKING_URI) holding the model and prints its URI, e.g. `runs:/<run id>/model`. Then

@@ -3,7 +3,7 @@
 names, for ConSE).
 
 Usage: python -m fewshot.stages.embed DOMAIN  (run by `dvc repro` as embed@DOMAIN)
-Params: seed, domains.DOMAIN.embed (backbones, batch_size, text_templates)
+Params: seed, domains.DOMAIN.embed (backbones, batch_size, text_templates, runtime: torch | onnx)
 Reads: data/<domain>/curated/{items,classes}.parquet and modality.json.
 Writes: data/<domain>/features/<backbone>.safetensors and text.safetensors.
 """
@@ -48,11 +48,27 @@ def main() -> None:
         print(f"embed@{domain}: {text.MODEL_NAME} text of {len(classes)} classes x {len(templates)} "
               f"templates and {len(imagenet)} ImageNet names -> {where.text}")
         for name, backbone in backbones.items():
-            feats = embed(backbone.module, inputs, cfg.batch_size, desc=f"embed {name}")
+            feats, used = features_of(backbone.module, inputs, cfg.batch_size, cfg.runtime, name)
             features.save(features.path_for(name, where.features), items["item_id"], items["sha256"],
                           feats)
             run.log_metrics({f"{name}_dim": feats.shape[1], f"{name}_items": feats.shape[0]})
-            print(f"embed@{domain}: {name} {tuple(feats.shape)} -> {features.path_for(name, where.features)}")
+            run.log_params({f"{name}_runtime": used})
+            print(f"embed@{domain}: {name} {tuple(feats.shape)} ({used}) -> "
+                  f"{features.path_for(name, where.features)}")
+
+
+def features_of(module, inputs, batch_size: int, runtime: str, name: str) -> tuple[torch.Tensor, str]:
+    """(features, the runtime that computed them): ONNX Runtime when asked and the backbone
+    exports, else PyTorch (a backbone that does not export says so and is computed by PyTorch)."""
+    if runtime == "onnx":
+        from fewshot.models.backbones import runtime as onnx_runtime
+
+        try:
+            return onnx_runtime.embed(module, inputs, batch_size, desc=f"embed {name} (onnx)"), "onnx"
+        except Exception as err:  # noqa: BLE001  (an exporter failure of any type: PyTorch can)
+            print(f"embed: {name} does not export to ONNX ({type(err).__name__}); computed by "
+                  "PyTorch", file=sys.stderr)
+    return embed(module, inputs, batch_size, desc=f"embed {name}"), "torch"
 
 
 if __name__ == "__main__":
