@@ -86,9 +86,10 @@ def _traced(trained: Trained):
     """(the model as an ONNX graph, the exporter that made it), batch size and the modality's
     varying axes left free.
 
-    The TorchScript exporter, with the symbolics below. The dynamo exporter was measured beside it
-    (torch 2.14): 7 s per export against 0.4 s, the same outputs to 1e-5, one image 1.8 ms against
-    2.2 ms for the backbone alone; but it translates neither `cdist` (protonet, siamese) nor
+    The TorchScript exporter, with the symbolics of `backbones.runtime`. The dynamo exporter,
+    measured beside it (torch 2.14): 7 s per export against 0.4 s, the same outputs to 1e-5, one
+    image 1.8 ms against 2.2 ms for the backbone alone; but it translates neither `cdist`
+    (protonet, siamese) nor
     `cummax` (the light-curve encoders)."""
     blank = trained.modality.blank(trained.settings)
     example = torch.as_tensor(np.concatenate([blank, blank]))  # batch 2: nothing specialises to 1
