@@ -115,7 +115,7 @@ def test_runtime_onnx_exports_once_per_model_and_support_set(images):
 
 
 def _cli(tool: str, *args, cwd: Path) -> subprocess.CompletedProcess:
-    script = {"export": "fewshot.inference.exported", "predict": "fewshot.inference.predict"}[tool]
+    script = {"export": "fewshot.inference.export_command", "predict": "fewshot.inference.predict"}[tool]
     return subprocess.run([sys.executable, "-m", script, *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ})
@@ -178,3 +178,30 @@ def test_bad_export_input_gets_one_line(images):
         done = _cli("export", *args, cwd=tmp)
         assert done.returncode == 2 and message in done.stderr, (extra, done.stderr)
         assert not (tmp / "o.onnx").exists()
+
+
+def test_a_model_served_with_runtime_onnx_answers_from_the_exported_graph(images, monkeypatch):
+    """serving --runtime onnx logs the .onnx (no checkpoint, no support set) and answers with it."""
+    import base64
+
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from fewshot.inference.serving import log_model
+
+    tmp = images["tmp"]
+    model = save_model(tmp / "m")
+    trained = inference.load(str(model))
+    support = from_folder(trained, images["support"])
+    support.save(tmp / "s.safetensors")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlflow.db")
+    uri = log_model(str(model), tmp / "s.safetensors", runtime="onnx")
+    loaded = mlflow.pyfunc.load_model(uri)
+    served = loaded.unwrap_python_model()
+    assert served.trained is None and served.exported.meta["support_sha256"] == \
+        exported.support_sha256(support)
+    frame = pd.DataFrame({"image": [base64.b64encode(f.read_bytes()).decode() for f in images["files"]]})
+    rows = loaded.predict(frame)
+    expected = predict(trained, support, images["files"])
+    assert list(rows["label"]) == [a["label"] for a in expected]
+    assert np.allclose(rows["probability"], [a["probability"] for a in expected], atol=1e-4)

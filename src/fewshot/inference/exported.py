@@ -64,7 +64,7 @@ def export(trained: Trained, support: SupportSet, out: Path, quantize: str | Non
     its metadata. `calibration`: raw inputs (N, ...) for static quantisation."""
     import onnx
 
-    Processed(trained, support)  # refuses a support set the model cannot use
+    Processed(trained, support)  # gives the method the support set, refusing one it cannot use
     graph, exporter = _traced(trained)
     if quantize is not None:
         graph = quantized(graph, quantize, calibration)
@@ -130,14 +130,14 @@ def quantized(graph, quantize: str, calibration: np.ndarray | None):
         kept = set(convolutions[:1] + convolutions[-1:]) if len(convolutions) > 1 else set()
         # Only the convolutions and matrix products: quantising the shape arithmetic of "same"
         # padding breaks the graph (QLinearConv fed a (4, 4) tensor).
-        quietly(lambda: q.quantize_static(str(prepared), str(done), _Calibration(calibration),
+        quietly(lambda: q.quantize_static(str(prepared), str(done), _calibration_reader(calibration),
                                            quant_format=q.QuantFormat.QDQ, per_channel=True,
                                            op_types_to_quantize=["Conv", "MatMul", "Gemm"],
                                            nodes_to_quantize=[n for n in encoder if n not in kept]))
         return onnx.load(str(done))
 
 
-def _Calibration(inputs: np.ndarray, batch: int = 16):
+def _calibration_reader(inputs: np.ndarray, batch: int = 16):
     """An ONNX Runtime calibration reader over `inputs` in batches."""
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -153,7 +153,7 @@ def _Calibration(inputs: np.ndarray, batch: int = 16):
 
 def support_sha256(support: SupportSet) -> str:
     """Hash of what a support set tells a model: its classes, their texts, its inputs and labels."""
-    digest = hashlib.sha256(json.dumps([support.provenance, support.classes]).encode())
+    digest = hashlib.sha256(json.dumps([support.provenance, support.classes], sort_keys=True).encode())
     for tensor in (support.class_text, support.inputs, support.labels):
         digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
         digest.update(tensor.contiguous().numpy().tobytes())
@@ -252,51 +252,3 @@ def cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "fewshot" / "onnx"
-
-
-def parser():
-    import argparse
-
-    from fewshot.inference.predict import model_arguments, quantize_arguments
-
-    doc = __doc__.split("\n", 1)
-    cli = argparse.ArgumentParser(
-        prog="fewshot-export", description=doc[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Examples:\n  fewshot-export --model protonet --support my_support/ --out protonet.onnx\n"
-               "  fewshot-export --model protonet --support-set my.support.safetensors "
-               "--quantize static --calibration images/ --out protonet-int8.onnx\n"
-               "  fewshot-predict --model protonet.onnx queries/\n\n" + doc[1])
-    model_arguments(cli)
-    quantize_arguments(cli)
-    cli.add_argument("--out", type=Path, required=True, help="the ONNX file to write (.onnx)")
-    return cli
-
-
-def run(args) -> None:
-    import sys
-
-    from fewshot.inference.predict import calibration_inputs, check_arguments, load_model
-
-    check_arguments(args)
-    if args.out.suffix != ".onnx":
-        raise UserError(f"--out '{args.out}' must end in .onnx")
-    trained, support = load_model(args)
-    meta = export(trained, support, args.out, args.quantize, calibration_inputs(trained, args))
-    print(f"exported {trained.name} ({trained.spec['method']}, {trained.spec['backbone']}) with "
-          f"{len(meta['classes'])} classes, quantize {meta['quantize']}: {args.out} "
-          f"({args.out.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
-
-
-def main() -> None:
-    import sys
-
-    args = parser().parse_args()
-    try:
-        run(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -19,15 +19,14 @@ fitted on validation episodes; a query whose top probability is under --threshol
 A query that cannot be read gets an error line; the others are still answered (exit status 1 if
 any query failed, 2 for bad arguments).
 --runtime onnx answers in ONNX Runtime (backbone, head and support set exported once into a cache;
-the same labels, probabilities within 1e-4; --quantize int8 trades a measured accuracy change for
-speed: docs/results.md).
+the same labels, probabilities within 1e-4; --quantize static makes it int8: 3x smaller, not faster
+on a small CPU, a measured accuracy change: docs/results.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -37,7 +36,14 @@ import torch
 from fewshot.core.errors import UserError
 from fewshot.core.fileio import atomic_path
 from fewshot.inference import trained as inference
-from fewshot.inference.support import SupportSet, from_classes, from_folder
+from fewshot.inference.arguments import (
+    calibration_inputs,
+    check_arguments,
+    load_model,
+    model_arguments,
+    quantize_arguments,
+)
+from fewshot.inference.support import SupportSet
 from fewshot.inference.trained import Trained
 
 UNKNOWN = "unknown"
@@ -121,27 +127,6 @@ def predict(trained: Trained, support: SupportSet, files: list[Path], threshold:
     return Predictor(answering(trained, support, runtime), threshold, batch_size)(files)
 
 
-def load_support(trained: Trained, args: argparse.Namespace,
-                 logged: SupportSet | None = None) -> SupportSet:
-    if logged is not None and not (args.support or args.support_set or args.classes):
-        support = logged
-    elif args.support_set:
-        support = SupportSet.load(args.support_set, trained)
-        if args.add:
-            support = support.merge(from_folder(trained, args.add, args.classes,
-                                                batch_size=args.batch_size))
-    elif args.support:
-        support = from_folder(trained, args.support, args.classes, batch_size=args.batch_size)
-    elif args.classes:
-        support = from_classes(trained, args.classes)
-    else:
-        raise UserError("no classes: give --support DIR (examples per class), --support-set FILE "
-                        "(a saved one) or --classes FILE (names, for zero-shot models)")
-    if args.remove:
-        support = support.remove(args.remove)
-    return support
-
-
 def _format(answer: dict) -> str:
     """One tab-separated line per query; tabs, newlines and backslashes in names are escaped."""
     query = _field(answer["query"])
@@ -178,80 +163,6 @@ def parser() -> argparse.ArgumentParser:
     quantize_arguments(cli)
     cli.add_argument("--json", type=Path, help="also write the answers as JSON here")
     return cli
-
-
-def model_arguments(cli: argparse.ArgumentParser, exported_too: bool = False) -> None:
-    """The model, its classes and its calibration: the arguments fewshot-predict and fewshot-export
-    share."""
-    cli.add_argument("--model", required=True,
-                     help="trained model name, path to model.pt, MLflow URI (runs:/ID/model)"
-                          + (" or a model written by fewshot-export (.onnx)" if exported_too else ""))
-    source = cli.add_mutually_exclusive_group()
-    source.add_argument("--support", type=Path, help="folder with one sub-folder of inputs per class")
-    source.add_argument("--support-set", type=Path, help="a support set saved with --save-support")
-    cli.add_argument("--classes", type=Path,
-                     help="class names (+ descriptions): a CSV with class_name[,description] or one "
-                          "name per line")
-    cli.add_argument("--add", type=Path, help="with --support-set: add the classes of this folder")
-    cli.add_argument("--remove", action="append", metavar="CLASS",
-                     help="leave this class out (repeat for several)")
-    cli.add_argument("--temperature", type=float,
-                     help="override the calibrated temperature (default: evaluate@<model>'s)")
-    cli.add_argument("--batch-size", type=int, default=64)
-
-
-def quantize_arguments(cli: argparse.ArgumentParser) -> None:
-    cli.add_argument("--quantize", choices=("static",),
-                     help="int8 ONNX model: static (weights and activations, "
-                          "calibrated on --calibration DIR or the --support folder's files)")
-    cli.add_argument("--calibration", type=Path,
-                     help="folder of inputs (any depth) calibrating --quantize static")
-
-
-def check_arguments(args: argparse.Namespace) -> None:
-    """The checks of the shared arguments, before anything is loaded."""
-    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature > 0):
-        raise UserError(f"--temperature {args.temperature} must be a finite number > 0 (it divides "
-                        "the logits; default: the one evaluate@<model> fitted)")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size {args.batch_size} must be at least 1")
-    if args.add and not args.support_set:
-        raise UserError("--add needs --support-set (the saved set to add classes to)")
-    if args.calibration and args.quantize != "static":
-        raise UserError("--calibration is for --quantize static (it calibrates the activations)")
-    if args.quantize == "static" and not (args.calibration or args.support):
-        raise UserError("--quantize static needs inputs to calibrate on: give --calibration DIR "
-                        "(or --support DIR, whose files are used)")
-
-
-def load_model(args: argparse.Namespace) -> tuple[Trained, SupportSet]:
-    """The trained model of --model and the support set the arguments give."""
-    logged = None
-    if args.model.startswith(("runs:/", "models:/")):  # a model logged by fewshot.inference.serving
-        from fewshot.core.tracking import load_logged_model
-
-        served = load_logged_model(args.model)
-        if getattr(served, "exported", None) is not None:
-            raise UserError(f"'{args.model}' was logged exported (ONNX): serve it, or give "
-                            "fewshot-predict the trained model and --runtime onnx")
-        trained, logged = served.trained, served.support
-        if args.temperature is not None:
-            trained.temperature = args.temperature
-    else:
-        trained = inference.load(args.model, temperature=args.temperature)
-    support = load_support(trained, args, logged)
-    for warning in support.warnings:
-        print(f"warning: skipped support input: {warning}", file=sys.stderr)
-    return trained, support
-
-
-def calibration_inputs(trained: Trained, args: argparse.Namespace):
-    """The raw inputs calibrating static quantisation: --calibration DIR, else the support folder."""
-    if args.quantize != "static":
-        return None
-    from fewshot.inference.exported import inputs_of_folder
-
-    return inputs_of_folder(trained.modality, trained.settings, args.calibration or args.support)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -38,7 +38,8 @@ from fewshot.core.errors import UserError, one_line_errors
 from fewshot.core.fileio import atomic_path
 from fewshot.core.tracking import PythonModel
 from fewshot.inference import trained as inference
-from fewshot.inference.predict import Predictor, Processed, quantize_arguments
+from fewshot.inference.arguments import quantize_arguments
+from fewshot.inference.predict import Predictor, Processed
 from fewshot.inference.support import SupportSet
 
 COLUMNS = ["label", "top_class", "probability", "probabilities", "error"]
