@@ -5,7 +5,7 @@ run on the same files.
 Usage (after `dvc repro`): python benchmarks/predict_light_curves.py [--models lc_protonet
                                         lc_baseline_features] [--queries 200] [--out FILE.json]
 
-Support: one object per test class (5 rare PLAsTiCC classes), from data/light_curves/raw, given to
+Support: one object per test class (5 rare PLAsTiCC classes), from data/light_curves/raw (files.zip), given to
 a `Predictor` once. Query: the predictor on one CSV file, timed `--queries` times over different
 objects after 10 warm-up calls; p50/p95. Target (issue 13): p50 <= 5 ms on this CPU.
 """
@@ -25,20 +25,20 @@ import torch
 
 from fewshot.core import paths
 from fewshot.core.fileio import write_json
+from fewshot.data import raw_files
 from fewshot.evaluation.timing import device_name
 from fewshot.inference import trained as inference
 from fewshot.inference.predict import Predictor, Processed
 from fewshot.inference.support import from_folder
 
 
-def files_by_class(domain: str = "light_curves") -> dict[str, list[Path]]:
-    """Raw CSVs of the test classes, by class."""
-    where = paths.Domain(domain)
+def files_by_class(where: paths.Domain) -> dict[str, list[str]]:
+    """Manifest paths of the test classes' raw CSVs, by class."""
     items = pd.read_parquet(where.items, columns=["class_id", "group", "split"])
     manifest = pd.read_csv(where.raw / "manifest.csv", dtype=str, keep_default_na=False)
     test = set(items.loc[items["split"] == "test", "class_id"])
     chosen = manifest[manifest["class_id"].isin(test)]
-    return {c: [where.raw / p for p in rows["path"]] for c, rows in chosen.groupby("class_id")}
+    return {c: list(rows["path"]) for c, rows in chosen.groupby("class_id")}
 
 
 def time_model(name: str, by_class: dict[str, list[Path]], queries: int, tmp: Path) -> dict:
@@ -89,10 +89,13 @@ def main() -> None:
     cli.add_argument("--out", type=Path)
     args = cli.parse_args()
     torch.manual_seed(0)
-    by_class = files_by_class()
-    with tempfile.TemporaryDirectory() as folder:
+    where = paths.Domain("light_curves")
+    chosen = files_by_class(where)
+    with raw_files.extracted(where.raw, [p for rel in chosen.values() for p in rel]) as raw, \
+            tempfile.TemporaryDirectory() as folder:
+        by_class = {c: [raw / p for p in rel] for c, rel in chosen.items()}
         rows = [time_model(name, by_class, args.queries, Path(folder)) for name in args.models]
-    readers = time_readers(by_class, args.queries)
+        readers = time_readers(by_class, args.queries)
     result = {"device": device_name(), "machine": platform.processor() or platform.machine(),
               "torch_threads": torch.get_num_threads(), "models": rows, "csv_read": readers}
     print("| model | backbone | single query from a raw CSV, p50 / p95 (ms) |\n|---|---|---|")

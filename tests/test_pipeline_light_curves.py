@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from fewshot.data import raw_files
 from tests.conftest import ROOT, sh
 
 CHANCE = 1 / 3  # the smoke preset's 3-way episodes
@@ -115,7 +116,8 @@ def test_bad_light_curve_fails_naming_the_file_and_value(lc_project):
         assert done.returncode == 2
         assert done.stderr.strip().splitlines()[-1] == (
             f"error: light curve '{bad}' row 4: flux 'nan' is not a finite number")
-        assert (repo / "data/light_curves/raw/light_curve/class_00/object_0.csv").read_text() == original
+        assert raw_files.read(repo / "data/light_curves/raw",
+                              "light_curve/class_00/object_0.csv").decode() == original
     finally:
         bad.write_text(original)
     assert "up to date" in sh(["dvc", "status"], repo, env).stdout

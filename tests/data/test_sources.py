@@ -2,6 +2,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -118,7 +119,9 @@ def test_ingest_stage_takes_any_file_name_a_file_system_allows(tmp_path):
     raw_dir = tmp_path / "data/images/raw"
     manifest = pd.read_csv(raw_dir / "manifest.csv", dtype=str, keep_default_na=False)
     assert sorted(manifest["group"]) == sorted(Path(n).stem for n in ODD_NAMES for _ in range(2))
-    assert all((raw_dir / p).is_file() for p in manifest["path"])
+    with zipfile.ZipFile(raw_dir / "files.zip") as archive:
+        assert sorted(archive.namelist()) == sorted(manifest["path"])
+    assert sorted(p.name for p in raw_dir.iterdir()) == ["files.zip", "manifest.csv", "source.json"]
 
 
 def test_a_file_name_that_is_not_text_is_one_line(image_folder, tmp_path):

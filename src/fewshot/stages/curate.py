@@ -4,7 +4,7 @@ test classes.
 Usage: python -m fewshot.stages.curate DOMAIN  (run by `dvc repro` as curate@DOMAIN)
 Params: domains.DOMAIN.curate (min_groups, val_fraction, test_fraction, test_classes, val_split,
 split_seed), domains.DOMAIN.settings (of the source's kind of data)
-Reads: data/<domain>/raw/ (manifest.csv, source.json). Writes: data/<domain>/curated/
+Reads: data/<domain>/raw/ (manifest.csv, source.json, files.zip). Writes: data/<domain>/curated/
 {items,classes}.parquet and modality.json (the kind of data and its settings),
 reports/metrics/curate_<domain>.json (gate summary, counts, and a digest of the curated data that
 the report names), reports/validation/curate_<domain>.json (every expectation). Fails, writing no
@@ -22,7 +22,7 @@ from fewshot.core import paths
 from fewshot.core.errors import UserError, one_line_errors
 from fewshot.core.fileio import write_json, write_parquet
 from fewshot.core.tracking import stage_run
-from fewshot.data import curation
+from fewshot.data import curation, raw_files
 from fewshot.data.subset import subset
 from fewshot.data.validation import check_items
 from fewshot.modalities import modality_of
@@ -43,7 +43,8 @@ def main() -> None:
     with stage_run(f"curate@{name}", params.tracking.experiment, {"domain": name}) as run:
         run.log_params(params_lib.section(params, f"domains.{name}.curate") | {"modality": kind}
                        | {f"settings.{k}": v for k, v in modality.settings_dict(settings).items()})
-        items = curation.build_items(manifest, where.raw, modality, settings)
+        with raw_files.extracted(where.raw, manifest["path"]) as files:  # the subset's only
+            items = curation.build_items(manifest, files, modality, settings)
         n_before = items["class_id"].nunique()
         items = curation.keep_classes_with_groups(items, cfg.min_groups)
         dropped = n_before - items["class_id"].nunique()
