@@ -102,6 +102,18 @@ def sh(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.
     return done
 
 
+def predict_in(repo: Path, monkeypatch, *args: str | Path) -> None:
+    """`fewshot-predict ARGS` in `repo`, in this process: the command's own parser and code, without
+    an interpreter start and the torch import per call (its entry point has tests of its own)."""
+    from fewshot.inference import predict
+
+    monkeypatch.chdir(repo)
+    for key in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME"):
+        monkeypatch.delenv(key, raising=False)
+    status = predict.run(predict.parser().parse_args([str(a) for a in args]))
+    assert status == 0, (args, status)
+
+
 def smoke_params() -> dict:
     """This repository's params.yaml with the smoke preset merged in."""
     base = yaml.safe_load((ROOT / "params.yaml").read_text())

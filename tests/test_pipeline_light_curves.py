@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from fewshot.data import raw_files
-from tests.conftest import ROOT, sh
+from tests.conftest import ROOT, predict_in, sh
 
 CHANCE = 1 / 3  # the smoke preset's 3-way episodes
 LC_MODELS = [name for name, entry in yaml.safe_load((ROOT / "params.yaml").read_text())["models"].items()
@@ -65,14 +65,13 @@ def test_trained_cnn_kept_a_trained_state_and_records_its_inputs(lc_project):
     assert saved["info"]["train_n_query"] == 2  # train_n_query 0 in the smoke preset: the domain's
 
 
-def test_predict_on_light_curve_files_gives_what_evaluate_scored(lc_project):
+def test_predict_on_light_curve_files_gives_what_evaluate_scored(lc_project, monkeypatch):
     """fewshot-predict on three test episodes' own CSV files (support folder per class, query files)
     gives evaluate's per-episode accuracy and mean confidence (raw, T=1), for the trained CNN
     protonet and for the feature baseline."""
-    repo, env, folder = lc_project["repo"], lc_project["env"], lc_project["folder"]
+    repo, folder = lc_project["repo"], lc_project["folder"]
     classes = pd.read_parquet(repo / "data/light_curves/curated/classes.parquet").set_index("class_id")
     table = pd.read_parquet(repo / "data/light_curves/episodes/test.parquet")
-    predict = str(Path(sys.executable).parent / "fewshot-predict")
     work = repo / "episode_files"
     try:
         for model in ("lc_protonet", "lc_baseline_features"):
@@ -90,8 +89,8 @@ def test_predict_on_light_curve_files_gives_what_evaluate_scored(lc_project):
                         query = work / f"q{row.Index}.csv"
                         shutil.copy(original, query)
                         truth[str(query)] = classes.loc[row.class_id, "class_name"]
-                sh([predict, "--model", model, "--support", str(work / "support"), "--temperature",
-                    "1", "--json", str(work / "a.json"), *truth], repo, env)
+                predict_in(repo, monkeypatch, "--model", model, "--support", work / "support",
+                           "--temperature", "1", "--json", work / "a.json", *truth)
                 answers = json.loads((work / "a.json").read_text())["answers"]
                 accuracy = sum(a["top_class"] == truth[a["query"]] for a in answers) / len(answers)
                 confidence = sum(a["probability"] for a in answers) / len(answers)

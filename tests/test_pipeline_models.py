@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from fewshot.core import params as params_lib
-from tests.conftest import plant_drop, runs_by_stage, sh
+from tests.conftest import plant_drop, predict_in, runs_by_stage, sh
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +91,7 @@ def test_trained_model_predicts_and_its_served_copy_answers_the_same(project):
         shutil.rmtree(repo / leftover) if (repo / leftover).is_dir() else (repo / leftover).unlink()
 
 
-def test_a_model_predicts_as_evaluated_whatever_the_checkouts_params_say(project):
+def test_a_model_predicts_as_evaluated_whatever_the_checkouts_params_say(project, monkeypatch):
     """A trained model is self-contained: with params.yaml changed to another image size and other
     templates (not reproduced), fewshot-predict on a test episode's own files gives evaluate's
     per-episode accuracy and mean confidence (raw, T=1), for an image model and a text model."""
@@ -105,7 +105,6 @@ def test_a_model_predicts_as_evaluated_whatever_the_checkouts_params_say(project
     other["domains"]["images"]["settings"]["size"] = 64
     other["domains"]["images"]["embed"]["text_templates"] = ["{name}", "a photo of {name}"]
     params.write_text(yaml.safe_dump(other, sort_keys=False))
-    predict = str(Path(sys.executable).parent / "fewshot-predict")
     try:
         for model, source in (("protonet", "--support"), ("zero_shot", "--classes")):
             expected = pd.read_csv(repo / f"reports/plots/{model}/episodes.csv")
@@ -126,8 +125,8 @@ def test_a_model_predicts_as_evaluated_whatever_the_checkouts_params_say(project
                 episode_classes = classes.loc[sorted(rows["class_id"].unique())]
                 episode_classes.to_csv(work / "classes.csv", index=False)
                 given = work / "support" if source == "--support" else work / "classes.csv"
-                sh([predict, "--model", model, source, str(given), "--temperature", "1",
-                    "--json", str(work / "a.json"), *truth], repo, env)
+                predict_in(repo, monkeypatch, "--model", model, source, given, "--temperature", "1",
+                           "--json", work / "a.json", *truth)
                 answers = json.loads((work / "a.json").read_text())["answers"]
                 accuracy = sum(a["top_class"] == truth[a["query"]] for a in answers) / len(answers)
                 confidence = sum(a["probability"] for a in answers) / len(answers)
