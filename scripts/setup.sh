@@ -21,6 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   printf '  - %s\n' "${missing[@]}" >&2
   exit 1
 fi
+if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null && ! command -v pg_ctl >/dev/null 2>&1; then
+  echo "setup: note: no PostgreSQL; 'make test' starts one for the team-mode tests:" \
+       "apt-get install postgresql" >&2
+fi
 if [ -z "$(git config user.name || true)" ] || [ -z "$(git config user.email || true)" ]; then
   echo "setup: note: no git identity; 'dvc exp run' will need one:" \
        "git config user.name 'You'; git config user.email you@example.com" >&2
