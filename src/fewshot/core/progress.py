@@ -10,6 +10,8 @@ from tqdm import tqdm
 T = TypeVar("T")
 
 
-def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
+def progress(items: Iterable[T], desc: str, total: int | None = None, initial: int = 0) -> Iterable[T]:
+    """`initial`: how many of `total` were done before (a resumed run counts on from there)."""
     interval = 0.2 if sys.stderr.isatty() else 10.0
-    return tqdm(items, desc=desc, total=total, mininterval=interval, dynamic_ncols=True)
+    return tqdm(items, desc=desc, total=total, initial=initial, mininterval=interval,
+                dynamic_ncols=True)

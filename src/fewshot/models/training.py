@@ -19,6 +19,7 @@ from fewshot.data import episodes as episodes_lib
 from fewshot.data.inputs import ItemInputs
 from fewshot.evaluation.scoring import mean_accuracy, score
 from fewshot.models.methods.base import FewShotMethod
+from fewshot.models.resume import Resume
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,10 @@ PRETRAIN_BATCH = 128  # items per supervised pretraining step, classes drawn uni
 
 def train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.EpisodeSampler,
           cfg: TrainConfig, val_table: pd.DataFrame, seed: int,
-          log: Callable[[dict, int], None]) -> tuple[dict, float, int]:
+          log: Callable[[dict, int], None], resume: Resume | None = None) -> tuple[dict, float, int]:
     """Pretrain the backbone if asked (`pretrain`), let the method observe the training items, train
-    on sampled episodes; keep the state with the best val-episode accuracy.
+    on sampled episodes; keep the state with the best val-episode accuracy. With `resume`, a
+    checkpoint at every val check, and a run that finds one goes on from it (`fewshot.models.resume`).
 
     Returns:
         (best state dict, its val accuracy, the episode it was reached at; 0 = before episodic
@@ -45,7 +47,10 @@ def train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Episo
     """
     item_ids = [*sampler.item_ids, *val_table["item_id"]]
     with fixed_front_applied_once(method, inputs, item_ids) as prepared:
-        return _train(method, prepared, sampler, cfg, val_table, seed, log)
+        result = _train(method, prepared, sampler, cfg, val_table, seed, log, resume)
+    if resume:
+        resume.finish()
+    return result
 
 
 @contextmanager
@@ -72,21 +77,36 @@ def fixed_front_applied_once(method: FewShotMethod, inputs: ItemInputs, item_ids
 
 def _train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.EpisodeSampler,
            cfg: TrainConfig, val_table: pd.DataFrame, seed: int,
-           log: Callable[[dict, int], None]) -> tuple[dict, float, int]:
-    if cfg.pretrain_steps:
+           log: Callable[[dict, int], None], resume: Resume | None) -> tuple[dict, float, int]:
+    saved = resume.load() if resume else None
+    if cfg.pretrain_steps and not saved:  # a checkpoint holds the pretrained backbone
         pretrain(method, inputs, sampler, cfg, np.random.default_rng([seed, 1]), log)
     method.observe(lambda: inputs.of(sampler.item_ids))
-    best_acc, best_step = mean_accuracy(score(method, inputs, val_table)), 0
-    best_state = copy.deepcopy(method.state_dict())
-    log({"val_accuracy": best_acc}, 0)
+    if saved:
+        best_acc, best_step, best_state = saved["best_acc"], saved["best_step"], saved["best_state"]
+    else:
+        best_acc, best_step = mean_accuracy(score(method, inputs, val_table)), 0
+        best_state = copy.deepcopy(method.state_dict())
+        log({"val_accuracy": best_acc}, 0)
     trainable = [p for p in method.parameters() if p.requires_grad]
     if cfg.episodes == 0 or not trainable:
         return best_state, best_acc, best_step
     optimiser = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.episodes)
     rng = np.random.default_rng(seed)
+    first = 1
+    if saved:
+        method.load_state_dict(saved["method"])
+        optimiser.load_state_dict(saved["optimiser"])
+        schedule.load_state_dict(saved["schedule"])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        first = saved["step"] + 1
+        print(f"resuming training at episode {first} of {cfg.episodes} from {resume.path}")
+        log({"resumed_at_episode": first}, first - 1)
     losses = []
-    for step in progress(range(1, cfg.episodes + 1), "train episodes"):
+    for step in progress(range(first, cfg.episodes + 1), "train episodes", initial=first - 1,
+                         total=cfg.episodes):
         method.train()
         rows = pd.DataFrame(sampler.sample(rng), columns=episodes_lib.COLUMNS[1:])
         loss = method.loss(inputs.episode(*episodes_lib.split_roles(rows)))
@@ -101,6 +121,11 @@ def _train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Epis
             losses = []
             if acc > best_acc:
                 best_acc, best_step, best_state = acc, step, copy.deepcopy(method.state_dict())
+            if resume and step < cfg.episodes:
+                resume.save({"step": step, "method": method.state_dict(),
+                             "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+                             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                             "best_acc": best_acc, "best_step": best_step, "best_state": best_state})
     return best_state, best_acc, best_step
 
 

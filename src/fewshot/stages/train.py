@@ -8,6 +8,7 @@ models.MODEL.train_n_query queries per class, or the domain's n_query; n_way is 
 Reads, of the model's domain: data/D/curated (items, classes, modality), data/D/features (cached
 features and class texts), data/D/episodes/val.parquet (model selection; the test episodes are
 never read here).
+Resumes: a run killed half-way goes on from its last val check (.cache/resume/, fewshot.models.resume).
 Writes: data/models/<model>/model.pt, self-contained: trainable state, the `models` entry, and what
 inference needs (modality and its settings, backbone input preparation, text model, templates and
 class fields), with provenance (params and their hash, val episode hash, data digest); an MLflow
@@ -33,6 +34,7 @@ from fewshot.data import episodes as episodes_lib
 from fewshot.data.inputs import ItemInputs
 from fewshot.data.text import TextFeatures
 from fewshot.models import checkpoint
+from fewshot.models.resume import Resume, source_digest, tensor_digest
 from fewshot.models.training import TrainConfig, train
 from fewshot.stages.argv import model_from_argv
 
@@ -78,11 +80,18 @@ def main() -> None:
     with stage_run(f"train@{name}", params.tracking.experiment, tags) as run:
         run.log_params(logged)
         started = time.perf_counter()
+        # A run killed half-way (kill -9, OOM, a lost node) goes on from its last val check when
+        # rerun with the same inputs, params and code, and ends as if never stopped.
+        resume = Resume.of(name, {"params": logged, "n_way": n_way, "n_query": n_query,
+                                  "val_episodes_hash": val_hash, "data_sha256": curation.digest(items),
+                                  "inputs_sha256": tensor_digest(inputs.tensor, text.features),
+                                  "source_sha256": source_digest()})
         best_state, best_acc, best_step = train(
             method, inputs, sampler,
             TrainConfig(entry.episodes, entry.lr, cfg.weight_decay, cfg.val_every,
                         entry.pretrain_steps),
-            val_table, params.seed, log=lambda metrics, step: run.log_metrics(metrics, step=step))
+            val_table, params.seed, log=lambda metrics, step: run.log_metrics(metrics, step=step),
+            resume=resume)
         method.load_state_dict(best_state)
         seconds = time.perf_counter() - started
         info = {"model": name, "params": logged, "params_sha256": fingerprint(logged),
