@@ -83,6 +83,37 @@ def test_every_stage_logged_one_tagged_mlflow_run(project):
     history = mlflow.MlflowClient(project["uri"]).get_metric_history(
         runs["train@protonet"][0].info.run_id, "val_accuracy")
     assert [m.step for m in history] == [0, 10, 20]
+    # one `dvc repro`, one group: every run carries the same pipeline_run tag
+    assert len({r[0].data.tags["pipeline_run"] for r in runs.values()}) == 1
+
+
+def _datasets(run) -> dict[str, tuple[str, str, str]]:
+    """A run's MLflow datasets: name -> (digest, context, sha256 tag)."""
+    found = {}
+    for given in run.inputs.dataset_inputs:
+        tags = {t.key: t.value for t in given.tags}
+        found[given.dataset.name] = (given.dataset.digest, tags["mlflow.data.context"], tags["sha256"])
+    return found
+
+
+def test_train_and_evaluate_log_what_they_read_as_mlflow_datasets(project):
+    from fewshot.core.fileio import sha256_file
+
+    repo, runs = project["repo"], runs_by_stage(project["uri"])
+    val_hash = file_hash(repo / "data/images/episodes/val.parquet")
+    features = sha256_file(repo / "data/images/features/efficientnet_lite0.safetensors")
+    trained = _datasets(runs["train@protonet"][0])
+    assert set(trained) == {"images/curated items", "images/val episodes",
+                            "images/features/efficientnet_lite0", "images/class texts"}
+    assert trained["images/val episodes"] == (val_hash[:36], "validation", val_hash)
+    assert trained["images/features/efficientnet_lite0"] == (features[:36], "training", features)
+    evaluated = _datasets(runs["evaluate@protonet"][0])
+    test_hash = file_hash(repo / "data/images/episodes/test.parquet")
+    assert evaluated["images/test episodes"] == (test_hash[:36], "evaluation", test_hash)
+    model = sha256_file(repo / "data/models/protonet/model.pt")
+    assert evaluated["model protonet"] == (model[:36], "evaluation", model)
+    assert evaluated["images/features/efficientnet_lite0"][2] == features
+    assert trained["images/curated items"][2] == evaluated["images/curated items"][2]
 
 
 def test_second_repro_changes_nothing(project):

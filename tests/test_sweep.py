@@ -65,6 +65,10 @@ def _assert_each_stage_that_ran_logged_once(repo: Path, env: dict, by_experiment
         assert sorted(r.data.tags["stage"] for r in group) == sorted(set(ran) - {"check"}), name
         assert GRID_DEPENDENT <= set(ran), name
         assert all(r.info.status == "FINISHED" for r in group), name
+    # each experiment is one group of runs (its pipeline_run tag), distinct from the others'
+    groups = {name: {r.data.tags["pipeline_run"] for r in group} for name, group in by_experiment.items()}
+    assert all(len(tags) == 1 for tags in groups.values()), groups
+    assert len(set.union(*groups.values())) == len(groups), groups
 
 
 @pytest.fixture(scope="module")

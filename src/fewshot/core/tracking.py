@@ -41,6 +41,7 @@ from fewshot.core.tracking_server import raise_if_unreachable
 # a stage silent for minutes; a user who wants that can still set these.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 _UNSAFE = re.compile(r"[^\w.\- ]")
+DIGEST_CHARS = 36  # the length of MLflow's dataset digest column
 
 
 def tracking_uri() -> str:
@@ -81,6 +82,18 @@ class StageRun:
             self._mlflow.log_artifacts(str(path), artifact_path=folder)
         elif path.exists():
             self._mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def log_inputs(self, datasets: list[dict[str, str]]) -> None:
+        """Files the run read, as MLflow datasets (the UI's "Datasets used"): each a dict of `name`,
+        `path`, `sha256` and `context` (training, validation, evaluation). MLflow keeps 36
+        characters of a digest; the whole sha256 is the input's tag `sha256`."""
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+
+        built = [MetaDataset(LocalArtifactDatasetSource(str(Path(d["path"]).absolute())),
+                             name=d["name"], digest=d["sha256"][:DIGEST_CHARS]) for d in datasets]
+        self._mlflow.log_inputs(built, [d["context"] for d in datasets],
+                                [{"sha256": d["sha256"]} for d in datasets])
 
     def log_model(self, python_model: Any, artifacts: dict[str, str], requirements: list[str]) -> str:
         """Log a packaged model (a `PythonModel`) with its files; return its `runs:/` URI."""
@@ -125,10 +138,35 @@ def run_tags(stage: str, tags: dict[str, str] | None = None) -> dict[str, str]:
     """A run's tags: the stage, commit, host and pid of this process (for `close_dead_runs`), the
     DVC experiment it belongs to, and `tags`."""
     all_tags = {"stage": stage, "git_commit": git_commit(), "host": socket.gethostname(),
-                "pid": str(os.getpid())}
+                "pid": str(os.getpid()), "pipeline_run": pipeline_run()}
     if os.environ.get("DVC_EXP_NAME"):
         all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     return all_tags | (tags or {})
+
+
+def pipeline_run(proc: Path = Path("/proc")) -> str:
+    """The invocation this stage is part of: `<host>:<pid>:<start>` of the nearest `dvc repro` or
+    `dvc exp ...` process above this one (one per `dvc repro`, per `dvc exp run`, per queued
+    experiment), else of this process (a stage run by hand). Every stage run of one `dvc repro`
+    carries the same value: filter on `tags.pipeline_run = '...'` in MLflow."""
+    pid, start = os.getpid(), ""
+    try:
+        current = pid
+        while current > 1:
+            stat = (proc / str(current) / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm)": state, ppid, ...
+            words = (proc / str(current) / "cmdline").read_bytes().split(b"\0")
+            names = [Path(w.decode(errors="replace")).name for w in words[:3]]
+            if "dvc" in names and ({"repro", "exp"} & {w.decode(errors="replace") for w in words}):
+                pid, start = current, fields[19]  # field 22 of stat: start time in clock ticks
+                break
+            current = int(fields[1])
+        else:
+            stat = (proc / str(pid) / "stat").read_text()
+            start = stat[stat.rindex(")") + 2:].split()[19]
+    except (OSError, ValueError, IndexError):  # no /proc (not Linux): this process alone
+        pass
+    return f"{socket.gethostname()}:{pid}:{start}"
 
 
 @contextlib.contextmanager

@@ -149,6 +149,9 @@ class WorkerRun:
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         self._send("log_artifact", str(Path(path).absolute()), folder)
 
+    def log_inputs(self, datasets: list[dict[str, str]]) -> None:
+        self._send("log_inputs", [{k: str(v) for k, v in d.items()} for d in datasets])
+
     def finish(self, status: str) -> None:
         """Send the run's final status, wait for the daemon; raise if it failed to record the run."""
         self._send("end", status, wait=True)

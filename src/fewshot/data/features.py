@@ -9,11 +9,20 @@ import pandas as pd
 import torch
 
 from fewshot.core.errors import UserError
-from fewshot.core.fileio import load_tensors, save_tensors
+from fewshot.core.fileio import load_tensors, save_tensors, sha256_file
 
 
 def path_for(backbone: str, folder: Path) -> Path:
     return folder / f"{backbone}.safetensors"
+
+
+def logged_inputs(where, backbone: str | None, context: str) -> list[dict]:
+    """The cached files a train or evaluate run reads, as `StageRun.log_inputs` datasets: the
+    backbone's features (`backbone`: None when the model reads stored items instead) and the class
+    texts of the domain `where` (a `paths.Domain`), with their files' sha256."""
+    files = [(f"features/{backbone}", path_for(backbone, where.features))] if backbone else []
+    return [{"name": f"{where.name}/{what}", "path": path, "sha256": sha256_file(path), "context": context}
+            for what, path in [*files, ("class texts", where.text)]]
 
 
 def save(path: Path, item_ids: list[str], sha256: list[str], features: torch.Tensor) -> None:

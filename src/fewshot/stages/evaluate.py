@@ -26,7 +26,7 @@ from fewshot.core import paths
 from fewshot.core.errors import UserError, one_line_errors
 from fewshot.core.fileio import sha256_file, write_csv, write_json
 from fewshot.core.tracking import stage_run
-from fewshot.data import curation
+from fewshot.data import curation, features
 from fewshot.data import episodes as episodes_lib
 from fewshot.data.inputs import ItemInputs
 from fewshot.data.text import TextFeatures
@@ -61,6 +61,16 @@ def main() -> None:
     with stage_run(f"evaluate@{name}", params.tracking.experiment, tags) as run:
         run.log_params(params_lib.section(params, "seed", "n_way", "n_shot",
                                           f"domains.{domain_name}.n_query", "evaluate"))
+        run.log_inputs([
+            {"name": f"{domain_name}/test episodes", "path": where.test_episodes, "sha256": test_hash,
+             "context": "evaluation"},
+            {"name": f"{domain_name}/val episodes", "path": where.val_episodes, "sha256": val_hash,
+             "context": "calibration"},
+            {"name": f"{domain_name}/curated items", "path": where.items,
+             "sha256": curation.digest(items), "context": "evaluation"},
+            {"name": f"model {name}", "path": model_file, "sha256": sha256_file(model_file),
+             "context": "evaluation"},
+            *features.logged_inputs(where, backbone if frozen else None, "evaluation")])
         results = score(method, ItemInputs(test_items, backbone, frozen, text, modality,
                                            where.features), table)
         summary, records, reliability = summarise(results, params.evaluate.ece_bins)

@@ -29,7 +29,7 @@ from fewshot.core import params as params_lib
 from fewshot.core import paths
 from fewshot.core.errors import one_line_errors
 from fewshot.core.tracking import stage_run
-from fewshot.data import curation
+from fewshot.data import curation, features
 from fewshot.data import episodes as episodes_lib
 from fewshot.data.inputs import ItemInputs
 from fewshot.data.text import TextFeatures
@@ -79,13 +79,18 @@ def main() -> None:
                                 f"models.{name}")
     with stage_run(f"train@{name}", params.tracking.experiment, tags) as run:
         run.log_params(logged)
-        started = time.perf_counter()
+        data_sha256, inputs_sha256 = curation.digest(items), tensor_digest(inputs.tensor, text.features)
+        run.log_inputs([{"name": f"{domain_name}/curated items", "path": where.items,
+                         "sha256": data_sha256, "context": "training"},
+                        {"name": f"{domain_name}/val episodes", "path": where.val_episodes,
+                         "sha256": val_hash, "context": "validation"},
+                        *features.logged_inputs(where, entry.backbone if frozen else None, "training")])
         # A run killed half-way (kill -9, OOM, a lost node) goes on from its last val check when
         # rerun with the same inputs, params and code, and ends as if never stopped.
         resume = Resume.of(name, {"params": logged, "n_way": n_way, "n_query": n_query,
-                                  "val_episodes_hash": val_hash, "data_sha256": curation.digest(items),
-                                  "inputs_sha256": tensor_digest(inputs.tensor, text.features),
-                                  "source_sha256": source_digest()})
+                                  "val_episodes_hash": val_hash, "data_sha256": data_sha256,
+                                  "inputs_sha256": inputs_sha256, "source_sha256": source_digest()})
+        started = time.perf_counter()
         best_state, best_acc, best_step = train(
             method, inputs, sampler,
             TrainConfig(entry.episodes, entry.lr, cfg.weight_decay, cfg.val_every,
@@ -95,7 +100,7 @@ def main() -> None:
         method.load_state_dict(best_state)
         seconds = time.perf_counter() - started
         info = {"model": name, "params": logged, "params_sha256": fingerprint(logged),
-                "val_episodes_hash": val_hash, "data_sha256": curation.digest(items),
+                "val_episodes_hash": val_hash, "data_sha256": data_sha256,
                 "best_val_accuracy": best_acc, "best_step": best_step, "train_n_way": n_way,
                 "train_n_query": n_query,
                 "train_seconds": seconds, "warnings": warnings,
