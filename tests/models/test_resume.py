@@ -1,6 +1,6 @@
 """Resume after a kill: a training process killed with SIGKILL half-way, run again, goes on from its
 last val check and ends bit-identical to a run never stopped (CPU). Tiny synthetic cached features
-(tests/models/test_training.py's), real processes, a real `kill -9`.
+(tests/models/test_training.py's `synthetic_setup`), real processes, a real `kill -9`.
 
 Run as `python -m tests.models.test_resume FOLDER METHOD RESULT` it is the training process itself.
 """
@@ -14,52 +14,24 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from fewshot.data import features, text
-from fewshot.data.episodes import EpisodeSampler, EpisodeSpec, sample_table
-from fewshot.data.inputs import ItemInputs
-from fewshot.data.text import TextFeatures
 from fewshot.models.methods import METHODS
 from fewshot.models.methods.base import Parts
 from fewshot.models.resume import Resume
 from fewshot.models.training import TrainConfig, train
 from tests.conftest import ROOT
-from tests.models.test_training import (
-    BACKBONE,
-    N_WAY,
-    NOISE,
-    SIGNAL,
-    TEXT_DIM,
-    TRAIN_CLASSES,
-    _items_and_features,
-)
+from tests.models.test_training import N_WAY, NOISE, SIGNAL, TEXT_DIM, synthetic_setup
 
 EPISODES, VAL_EVERY = 500, 20  # long enough (seconds) to be killed half-way, checked often
-
-
-def _inputs(folder: Path):
-    items, vectors = _items_and_features()
-    features.save(features.path_for(BACKBONE, folder), list(items["item_id"]), list(items["sha256"]),
-                  vectors)
-    classes = pd.DataFrame({"class_id": sorted(items["class_id"].unique())})
-    torch.manual_seed(0)
-    text.save(folder / "text.safetensors", classes, torch.randn(len(classes), TEXT_DIM),
-              ["x"] * len(classes), torch.zeros(1, TEXT_DIM), ["{name}"])
-    inputs = ItemInputs(items, BACKBONE, True, TextFeatures(folder / "text.safetensors"), None, folder)
-    is_train = items["class_id"] < f"c{TRAIN_CLASSES:02d}"
-    sampler = EpisodeSampler(items[is_train], EpisodeSpec(10, 1, 2), "train")
-    val_table = sample_table(EpisodeSampler(items[~is_train], EpisodeSpec(N_WAY, 1, 2), "val"), 20, seed=1)
-    return inputs, sampler, val_table
 
 
 def train_once(folder: Path, method_name: str, result: Path) -> None:
     """One training process: what `train@` does around `training.train`, seeded the same way."""
     torch.set_num_threads(1)
-    inputs, sampler, val_table = _inputs(folder)
+    inputs, sampler, val_table = synthetic_setup(folder, val_episodes=20)
     torch.manual_seed(0)
     cls = METHODS.get(method_name)
     method = cls(Parts(nn.Identity(), SIGNAL + NOISE, head_dim=8, text_dim=TEXT_DIM), cls.Options())

@@ -51,23 +51,30 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture
-def setup(tmp_path, monkeypatch):
-    """Inputs read through the real caches (features in a domain's features folder, as ItemInputs
-    reads them), a 10-way train sampler on 12 classes and a fixed 5-way val table on the 6 others."""
-    monkeypatch.chdir(tmp_path)
+def synthetic_setup(root, val_episodes: int = 40):
+    """Inputs read through the real caches (features in a domain's features folder under `root`,
+    as ItemInputs reads them), a 10-way train sampler on 12 classes and a fixed 5-way val table of
+    `val_episodes` on the 6 others."""
     items, vectors = _items_and_features()
-    folder = tmp_path / "features"
+    folder = root / "features"
     features.save(features.path_for(BACKBONE, folder), list(items["item_id"]), list(items["sha256"]),
                   vectors)
     classes = pd.DataFrame({"class_id": sorted(items["class_id"].unique())})
-    text.save(tmp_path / "text.safetensors", classes, torch.randn(len(classes), TEXT_DIM),
-              ["x"] * len(classes), torch.zeros(1, TEXT_DIM), ["{name}"])
-    inputs = ItemInputs(items, BACKBONE, True, TextFeatures(tmp_path / "text.safetensors"), None, folder)
+    class_text = torch.randn(len(classes), TEXT_DIM, generator=torch.Generator().manual_seed(0))
+    text.save(root / "text.safetensors", classes, class_text, ["x"] * len(classes),
+              torch.zeros(1, TEXT_DIM), ["{name}"])
+    inputs = ItemInputs(items, BACKBONE, True, TextFeatures(root / "text.safetensors"), None, folder)
     is_train = items["class_id"] < f"c{TRAIN_CLASSES:02d}"
     sampler = EpisodeSampler(items[is_train], EpisodeSpec(10, 1, 2), "train")
-    val_table = sample_table(EpisodeSampler(items[~is_train], EpisodeSpec(N_WAY, 1, 2), "val"), 40, seed=1)
+    val_table = sample_table(EpisodeSampler(items[~is_train], EpisodeSpec(N_WAY, 1, 2), "val"),
+                             val_episodes, seed=1)
     return inputs, sampler, val_table
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return synthetic_setup(tmp_path)
 
 
 def _protonet(seed: int) -> nn.Module:
