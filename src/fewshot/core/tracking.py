@@ -27,14 +27,13 @@ import fcntl
 import os
 import re
 import signal
-import socket
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 from fewshot.core.dead_runs import close_dead_runs
 from fewshot.core.fileio import project_root
+from fewshot.core.run_tags import run_tags
 from fewshot.core.tracking_server import raise_if_unreachable
 
 # A server that dies mid-run: MLflow's default (7 retries with backoff, 120 s timeouts) would keep
@@ -46,16 +45,6 @@ DIGEST_CHARS = 36  # the length of MLflow's dataset digest column
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 class StageRun:
@@ -132,41 +121,6 @@ def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None) -
 
     with _sigterm_as_interrupt(), run_beside(stage, experiment, run_tags(stage, tags)) as run:
         yield run
-
-
-def run_tags(stage: str, tags: dict[str, str] | None = None) -> dict[str, str]:
-    """A run's tags: the stage, commit, host and pid of this process (for `close_dead_runs`), the
-    DVC experiment it belongs to, and `tags`."""
-    all_tags = {"stage": stage, "git_commit": git_commit(), "host": socket.gethostname(),
-                "pid": str(os.getpid()), "pipeline_run": pipeline_run()}
-    if os.environ.get("DVC_EXP_NAME"):
-        all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    return all_tags | (tags or {})
-
-
-def pipeline_run(proc: Path = Path("/proc")) -> str:
-    """The invocation this stage is part of: `<host>:<pid>:<start>` of the nearest `dvc repro` or
-    `dvc exp ...` process above this one (one per `dvc repro`, per `dvc exp run`, per queued
-    experiment), else of this process (a stage run by hand). Every stage run of one `dvc repro`
-    carries the same value: filter on `tags.pipeline_run = '...'` in MLflow."""
-    pid, start = os.getpid(), ""
-    try:
-        current = pid
-        while current > 1:
-            stat = (proc / str(current) / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm)": state, ppid, ...
-            words = (proc / str(current) / "cmdline").read_bytes().split(b"\0")
-            names = [Path(w.decode(errors="replace")).name for w in words[:3]]
-            if "dvc" in names and ({"repro", "exp"} & {w.decode(errors="replace") for w in words}):
-                pid, start = current, fields[19]  # field 22 of stat: start time in clock ticks
-                break
-            current = int(fields[1])
-        else:
-            stat = (proc / str(pid) / "stat").read_text()
-            start = stat[stat.rindex(")") + 2:].split()[19]
-    except (OSError, ValueError, IndexError):  # no /proc (not Linux): this process alone
-        pass
-    return f"{socket.gethostname()}:{pid}:{start}"
 
 
 @contextlib.contextmanager
