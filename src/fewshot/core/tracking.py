@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import signal
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -41,6 +43,7 @@ from fewshot.core.tracking_server import raise_if_unreachable
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 _UNSAFE = re.compile(r"[^\w.\- ]")
 DIGEST_CHARS = 36  # the length of MLflow's dataset digest column
+_DUPLICATE_KEY = ("UNIQUE constraint failed", "UniqueViolation", "duplicate key value")
 
 
 def tracking_uri() -> str:
@@ -81,13 +84,34 @@ class StageRun:
 
         built = [MetaDataset(LocalArtifactDatasetSource(str(Path(d["path"]).absolute())),
                              name=d["name"], digest=d["sha256"][:DIGEST_CHARS]) for d in datasets]
-        self._mlflow.log_inputs(built, [d["context"] for d in datasets],
-                                [{"sha256": d["sha256"]} for d in datasets])
+        for attempt in range(3):
+            try:
+                self._mlflow.log_inputs(built, [d["context"] for d in datasets],
+                                        [{"sha256": d["sha256"]} for d in datasets])
+                return
+            except Exception as err:
+                # Two runs logging one new dataset at once (queue workers of a sweep): MLflow
+                # looks it up, then inserts it, and the slower insert breaks the unique key.
+                # Its transaction is rolled back; the next try finds the dataset and links it.
+                if attempt == 2 or not any(word in str(err) for word in _DUPLICATE_KEY):
+                    raise
 
-    def log_model(self, python_model: Any, artifacts: dict[str, str], requirements: list[str]) -> str:
-        """Log a packaged model (a `PythonModel`) with its files; return its `runs:/` URI."""
-        self._mlflow.pyfunc.log_model(name="model", python_model=python_model,
-                                      artifacts=artifacts, pip_requirements=requirements)
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_model(self, python_model: Any, artifacts: dict[str, str], requirements: list[str],
+                  config: dict | None = None) -> str:
+        """Log a packaged model with its files; return its `runs:/` URI. `python_model`: a
+        `PythonModel`, or the path of a file that sets one (MLflow's models from code: nothing
+        pickled); `config`: a JSON artifact `config` written here. The run's tag `logged_model`
+        holds MLflow's own URI of it (`models:/m-...`), the one the model registry takes."""
+        with tempfile.TemporaryDirectory() as folder:
+            if config is not None:
+                artifacts = artifacts | {"config": str(Path(folder) / "config.json")}
+                Path(artifacts["config"]).write_text(json.dumps(config))
+            info = self._mlflow.pyfunc.log_model(name="model", python_model=python_model,
+                                                 artifacts=artifacts, pip_requirements=requirements)
+        self._mlflow.set_tag("logged_model", info.model_uri)
         return f"runs:/{self.run_id}/model"
 
     def end(self, status: str) -> None:
@@ -96,9 +120,9 @@ class StageRun:
 
 
 def load_logged_model(uri: str) -> Any:
-    """The Python object of a model logged by `StageRun.log_model` (unpickled: trusted stores only)."""
-    import mlflow.pyfunc
-
+    """The Python object of a model logged by `StageRun.log_model` (its logged code runs: trusted
+    stores only)."""
+    mlflow = open_store()  # a models:/ or runs:/ URI is resolved in the pipeline's store
     return mlflow.pyfunc.load_model(uri).unwrap_python_model()
 
 
