@@ -102,14 +102,17 @@ def sh(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.
     return done
 
 
-def predict_in(repo: Path, monkeypatch, *args: str | Path) -> None:
+def predict_in(repo: Path, monkeypatch, *args: str | Path, tracking_uri: str | None = None) -> None:
     """`fewshot-predict ARGS` in `repo`, in this process: the command's own parser and code, without
-    an interpreter start and the torch import per call (its entry point has tests of its own)."""
+    an interpreter start and the torch import per call (its entry point has tests of its own).
+    MLflow: the project's own store, or `tracking_uri`."""
     from fewshot.inference import predict
 
     monkeypatch.chdir(repo)
     for key in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME"):
         monkeypatch.delenv(key, raising=False)
+    if tracking_uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     status = predict.run(predict.parser().parse_args([str(a) for a in args]))
     assert status == 0, (args, status)
 

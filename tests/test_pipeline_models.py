@@ -136,3 +136,60 @@ def test_a_model_predicts_as_evaluated_whatever_the_checkouts_params_say(project
         params.write_text(original)
         shutil.rmtree(repo / "episode_files", ignore_errors=True)
     assert "up to date" in sh(["dvc", "status"], repo, env).stdout
+
+
+def test_promote_registers_what_passed_the_gate_and_predict_takes_the_champion(project, monkeypatch):
+    """Issue 16: each train@ logged its model; `gate promote` registers every model once (a second
+    promote adds no version), aliases it `champion`, and fewshot-predict with
+    `models:/fewshot-<model>@champion` answers as with the workspace's model (same calibration);
+    a failing gate moves no alias."""
+    from fewshot.core.fileio import sha256_file
+
+    repo, env, uri = project["repo"], project["env"], project["uri"]
+    gate = [sys.executable, "-m", "fewshot.gate"]
+    sh(gate + ["snapshot", "promote_base.json"], repo, env)
+    first = sh(gate + ["promote", "promote_base.json"], repo, env)
+    baseline = json.loads((repo / "promote_base.json").read_text())
+    client = mlflow.MlflowClient(uri)
+    for name in baseline["models"]:
+        version = client.get_model_version_by_alias(f"fewshot-{name}", "champion")
+        calibration = json.loads((repo / f"data/models/{name}.calibration.json").read_text())
+        assert version.tags["model_sha256"] == sha256_file(repo / f"data/models/{name}/model.pt")
+        assert float(version.tags["temperature"]) == calibration["temperature"]
+        assert float(version.tags["accuracy"]) == baseline["models"][name]["accuracy"]
+    assert first.stdout.count("(new)") == len(baseline["models"]) == 13
+    again = sh(gate + ["promote", "promote_base.json"], repo, env)
+    assert "(new)" not in again.stdout
+    assert len(client.search_model_versions("name = 'fewshot-siamese'")) == 1
+
+    images = Path(yaml.safe_load((repo / "params.yaml").read_text())["domains"]["images"]["folder"])
+    support, queries = repo / "promote_support", []
+    for c in range(3):
+        (support / f"class_{c:02d}").mkdir(parents=True)
+        shutil.copy(images / f"class_{c:02d}/item_0.png", support / f"class_{c:02d}")
+        queries += [images / f"class_{c:02d}/item_{v}.png" for v in (1, 2)]
+    answers = []
+    for args in (["siamese"], ["models:/fewshot-siamese@champion"],
+                 ["models:/fewshot-siamese@champion", "--temperature", "1"]):
+        out = repo / f"promote_{len(answers)}.json"
+        predict_in(repo, monkeypatch, "--model", *args, "--support", support, "--json", out, *queries,
+                   tracking_uri=uri)
+        answers.append([(a["label"], a["probability"]) for a in json.loads(out.read_text())["answers"]])
+    local, registered, uncalibrated = answers
+    assert [label for label, _ in registered] == [label for label, _ in local]
+    assert [p for _, p in registered] == pytest.approx([p for _, p in local], abs=1e-6)
+    # the version's temperature was applied: without it (T = 1) the probabilities are others
+    assert [p for _, p in uncalibrated] != pytest.approx([p for _, p in local], abs=1e-3)
+
+    weakest = min(baseline["models"], key=lambda m: baseline["models"][m]["accuracy"])
+    better = baseline["models"][weakest]
+    better["per_episode"] = [1.0] * len(better["per_episode"])
+    (repo / "promote_better.json").write_text(json.dumps(baseline))
+    champion = client.get_model_version_by_alias(f"fewshot-{weakest}", "champion").version
+    refused = sh(gate + ["promote", "promote_better.json"], repo, env, check=False)
+    assert refused.returncode == 1 and "not promoted" in refused.stderr
+    assert client.get_model_version_by_alias(f"fewshot-{weakest}", "champion").version == champion
+    shutil.rmtree(support)
+    for leftover in repo.glob("promote_*.json"):
+        leftover.unlink()
+    assert "up to date" in sh(["dvc", "status"], repo, env).stdout

@@ -58,3 +58,26 @@ def test_keys_missing_from_params_get_dvcs_append_prefix(monkeypatch):
     added = ("protonet_conv4", "protonet_finetuned", "lc_protonet_transformer",
              "lc_protonet_pretrained", "lc_pretrained_prototype")
     assert all(flag.startswith(tuple(f"+models.{name}." for name in added)) for flag in flags)
+
+
+def test_a_queue_worker_left_up_after_the_queue_ended_is_stopped_and_nothing_else(tmp_path, monkeypatch):
+    """dvc-task can leave a worker up, deaf to `dvc queue stop`, after its last task succeeded (the
+    hang seen in a 2-worker sweep): the sweep stops it (SIGTERM, then SIGKILL); a stale pid file
+    naming another process kills nothing."""
+    import os
+    import subprocess
+    import sys
+
+    deaf = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                             "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)",
+                             "queue-worker"])
+    folder = tmp_path / experiments.WORKERS
+    folder.mkdir(parents=True)
+    (folder / "dvc-exp-worker-1.pid").write_text(f"{deaf.pid}\n")
+    (folder / "dvc-exp-worker-2.pid").write_text(f"{os.getpid()}\n")  # not a worker: left alone
+    monkeypatch.chdir(tmp_path)
+    try:
+        experiments._stop_idle_workers(grace_s=1.0)
+        assert deaf.wait(timeout=10) == -9  # SIGTERM ignored, so SIGKILL
+    finally:
+        deaf.kill()

@@ -152,6 +152,15 @@ class WorkerRun:
     def log_inputs(self, datasets: list[dict[str, str]]) -> None:
         self._send("log_inputs", [{k: str(v) for k, v in d.items()} for d in datasets])
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._send("set_tags", {k: str(v) for k, v in tags.items()})
+
+    def log_model(self, code: str | Path, artifacts: dict[str, str | Path], requirements: list[str],
+                  config: dict | None = None) -> None:
+        """`StageRun.log_model` of a model from code (the path of the file that sets it)."""
+        self._send("log_model", str(Path(code).absolute()),
+                   {k: str(Path(v).absolute()) for k, v in artifacts.items()}, list(requirements), config)
+
     def finish(self, status: str) -> None:
         """Send the run's final status, wait for the daemon; raise if it failed to record the run."""
         self._send("end", status, wait=True)

@@ -5,6 +5,7 @@ Usage:
   python -m fewshot.gate snapshot FILE
   python -m fewshot.gate power [BASELINE] [--drop 0.02]
   python -m fewshot.gate noise BASELINE LABEL=FILE...
+  python -m fewshot.gate promote BASELINE [--alias champion] [--prefix fewshot-]
 
 BASELINE is a snapshot file (written by `snapshot`; the smoke preset's is committed as
 pipelines/baselines/smoke.json) or any git revision (`HEAD~1`, `main`, a tag) whose committed
@@ -30,6 +31,12 @@ without a verdict.
 `--exact` demands bit-identical metrics, per-episode results and episode hashes instead (the
 reproducibility check: two clean runs of the same pipeline).
 The markdown table goes to stdout and, with --out, to a file.
+
+`promote` runs `compare` and, only when every model passes, registers each model in the MLflow
+Model Registry as `<prefix><model>` (the MLflow model its train@ run logged, tagged with its
+accuracy, CI, calibrated ECE and temperature) and moves `--alias` to it; then
+`fewshot-predict --model models:/fewshot-protonet@champion` predicts with it, calibrated. A model
+already registered keeps its version (fewshot.core.model_registry).
 
 `power` answers "would the gate see a drop of this size?" from the per-episode variance of a
 baseline (default: the workspace's results): per model, the smallest drop it detects with 80%
@@ -194,6 +201,12 @@ def main() -> None:
     strength.add_argument("baseline", nargs="?", help="snapshot file or git revision (default: workspace)")
     strength.add_argument("--drop", type=float, default=0.02,
                           help="drop to state the power for (default 0.02)")
+    promote = commands.add_parser("promote", help="compare, then register the models in the MLflow "
+                                  "Model Registry and move an alias to them (only if all pass)")
+    promote.add_argument("baseline", help="snapshot file or git revision")
+    promote.add_argument("--alias", default="champion", help="alias to move (default champion)")
+    promote.add_argument("--prefix", default="fewshot-",
+                         help="registered model name = PREFIX + model (default fewshot-)")
     noisy = commands.add_parser("noise", help="record machine noise in a baseline file, from reruns "
                                 "of the same preset with another floating-point path")
     noisy.add_argument("baseline", help="snapshot file of the baseline run (rewritten with the noise)")
@@ -231,15 +244,45 @@ def main() -> None:
         print(f"wrote {args.file}: {len(current['models'])} models")
         return
     gate = params_lib.load().gate
-    rows = compare(load_baseline(args.baseline), current, gate, args.exact)
+    rows = compare(load_baseline(args.baseline), current, gate, getattr(args, "exact", False))
     text = table(rows, gate.confidence)
     failed = [row["model"] for row in rows if row["problems"]]
     text += ("\n\n" + (f"FAILED: {len(failed)} regression(s): {', '.join(failed)}" if failed else
                        f"passed: {len(rows)} model(s) against {args.baseline}") + "\n")
     print(text)
-    if args.out:
+    if getattr(args, "out", None):
         _write(args.out, text)
+    if args.command == "promote" and not failed:
+        _promote(current, args.baseline, args.alias, args.prefix)
+    elif args.command == "promote":
+        print(f"not promoted: the gate failed; '{args.alias}' stays where it was", file=sys.stderr)
     sys.exit(1 if failed else 0)
+
+
+def _promote(current: dict, baseline: str, alias: str, prefix: str) -> None:
+    """Register the workspace's models that `current` holds results of; print where each went."""
+    from fewshot.core import paths
+    from fewshot.core.fileio import sha256_file
+    from fewshot.core.model_registry import Candidate, register
+
+    candidates = []
+    for name, result in sorted(current["models"].items()):
+        model_file = paths.model_file(name)
+        if not model_file.is_file():
+            raise UserError(f"model '{name}' has results but no {model_file}; run `dvc repro` (or "
+                            "`dvc pull`) before promoting")
+        sha256 = sha256_file(model_file)
+        calibration = paths.calibration_file(model_file)
+        fitted = json.loads(calibration.read_text()) if calibration.is_file() else {}
+        if fitted.get("model_sha256") != sha256:
+            raise UserError(f"model '{name}': {calibration} is not the calibration of {model_file}; "
+                            f"re-run evaluate@{name} before promoting")
+        tags = {key: str(result[key]) for key in ("accuracy", "accuracy_ci95", "ece_calibrated")}
+        candidates.append(Candidate(name, sha256, tags | {"temperature": str(fitted["temperature"]),
+                                                          "gate_baseline": baseline}))
+    for row in register(candidates, params_lib.load().tracking.experiment, alias, prefix):
+        print(f"{row['registered']} version {row['version']}{' (new)' if row['new'] else ''} "
+              f"@{alias}: models:/{row['registered']}@{alias}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ def model_arguments(cli: argparse.ArgumentParser, exported_too: bool = False) ->
     """The model, its classes and its calibration: the arguments fewshot-predict and fewshot-export
     share."""
     cli.add_argument("--model", required=True,
-                     help="trained model name, path to model.pt, MLflow URI (runs:/ID/model)"
+                     help="trained model name, path to model.pt, MLflow URI (runs:/ID/model, or "
+                          "models:/NAME@ALIAS of one `python -m fewshot.gate promote` registered)"
                           + (" or a model written by fewshot-export (.onnx)" if exported_too else ""))
     source = cli.add_mutually_exclusive_group()
     source.add_argument("--support", type=Path, help="folder with one sub-folder of inputs per class")
@@ -62,7 +63,8 @@ def check_arguments(args: argparse.Namespace) -> None:
 def load_model(args: argparse.Namespace) -> tuple[Trained, SupportSet]:
     """The trained model of --model and the support set the arguments give."""
     logged = None
-    if args.model.startswith(("runs:/", "models:/")):  # a model logged by fewshot.inference.serving
+    if args.model.startswith(("runs:/", "models:/")):  # logged by train@ or by serving
+        from fewshot.core.model_registry import version_tags
         from fewshot.core.tracking import load_logged_model
 
         served = load_logged_model(args.model)
@@ -72,6 +74,8 @@ def load_model(args: argparse.Namespace) -> tuple[Trained, SupportSet]:
         trained, logged = served.trained, served.support
         if args.temperature is not None:
             trained.temperature = args.temperature
+        elif "temperature" in (registered := version_tags(args.model)):
+            trained.temperature = float(registered["temperature"])  # fitted by evaluate@, promoted
     else:
         trained = inference.load(args.model, temperature=args.temperature)
     support = load_support(trained, args, logged)

@@ -14,12 +14,12 @@ Input: a table with a column named by the model's modality (`image` for images: 
 file bytes) or `path` (files on
 the server: refused unless the operator sets FEWSHOT_SERVING_PATH_ROOT=DIR where the server starts,
 and then only files inside DIR, symbolic links resolved; so callers can neither probe nor read the
-server's other files). Loading a `runs:/` model unpickles it: load models only from a tracking
-server you trust. Output: one row per query with `label` (a class or "unknown"),
-`top_class`, `probability`, `probabilities` (JSON: class -> probability) and `error` (empty when
-the query was answered) — the same answers as `fewshot-predict`. With `--runtime onnx` the
-logged model is the exported ONNX file (`fewshot-export`: backbone, head and support set in one
-graph) and the server answers with ONNX Runtime.
+server's other files). Loading a logged model runs the code file logged with it (MLflow's models
+from code; nothing is unpickled): load models only from a tracking server you trust. Output: one
+row per query with `label` (a class or "unknown"), `top_class`, `probability`, `probabilities`
+(JSON: class -> probability) and `error` (empty when the query was answered) — the same answers as
+`fewshot-predict`. With `--runtime onnx` the logged model is the exported ONNX file (`fewshot-export`:
+backbone, head and support set in one graph) and the server answers with ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ from pathlib import Path
 import pandas as pd
 
 from fewshot.core.errors import UserError, one_line_errors
-from fewshot.core.fileio import atomic_path
 from fewshot.core.tracking import PythonModel
 from fewshot.inference import trained as inference
 from fewshot.inference.arguments import quantize_arguments
 from fewshot.inference.predict import Predictor, Processed
 from fewshot.inference.support import SupportSet
 
+LOGGED_MODEL = Path(__file__).with_name("logged_model.py")  # what MLflow runs to rebuild the model
 COLUMNS = ["label", "top_class", "probability", "probabilities", "error"]
 PATH_ROOT_ENV = "FEWSHOT_SERVING_PATH_ROOT"
 
@@ -60,15 +60,23 @@ class FewShotModel(PythonModel):
             model = self.exported
         else:
             self.exported = None
-            self.trained = inference.load(context.artifacts["model"], config["temperature"],
+            self.trained = inference.load(context.artifacts["model"], config.get("temperature"),
                                           config["name"])
-            self.support = SupportSet.load(Path(context.artifacts["support"]), self.trained)
-            model = Processed(self.trained, self.support)
-        self.predictor = Predictor(model, self.threshold)
+            # A model logged by train@ has no classes yet (a registered one gets them from
+            # `fewshot-predict --support/--classes`); serving's models bring their support set.
+            self.support = (SupportSet.load(Path(context.artifacts["support"]), self.trained)
+                            if "support" in context.artifacts else None)
+            model = Processed(self.trained, self.support) if self.support else None
+        self.predictor = Predictor(model, self.threshold) if model else None
         root = os.environ.get(PATH_ROOT_ENV)
         self.path_root = Path(root).resolve() if root else None
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        if self.predictor is None:
+            raise UserError(f"model '{self.trained.name}' was logged without classes (by its train "
+                            "stage): give them to `fewshot-predict --model URI --support DIR`, or "
+                            "log a servable copy with `python -m fewshot.inference.serving "
+                            "--support-set FILE`")
         frame = pd.DataFrame(model_input)
         with tempfile.TemporaryDirectory() as folder:
             files, decode_errors = _query_files(frame, Path(folder), self.path_root,
@@ -144,28 +152,26 @@ def log_model(model: str, support_set: Path, threshold: float = 0.0,
 
     trained = inference.load(model)
     support = SupportSet.load(support_set, trained)  # refuse another model's set before logging
+    config = {"name": trained.name, "temperature": trained.temperature, "threshold": threshold,
+              "runtime": runtime}
+    artifacts = {"model": str(trained.path), "support": str(support_set)}
+    extra = []
     with tempfile.TemporaryDirectory() as folder:
-        config = Path(folder) / "config.json"
-        with atomic_path(config) as tmp:
-            tmp.write_text(json.dumps({"name": trained.name, "temperature": trained.temperature,
-                                       "threshold": threshold, "runtime": runtime}))
-        artifacts = {"model": str(trained.path), "support": str(support_set), "config": str(config)}
-        extra = []
         if runtime == "onnx":
             from fewshot.inference import exported
 
             inputs = (exported.inputs_of_folder(trained.modality, trained.settings, calibration)
                       if quantize == "static" and calibration else None)
-            artifacts = {"exported": str(Path(folder) / f"{trained.name}.onnx"), "config": str(config)}
+            artifacts = {"exported": str(Path(folder) / f"{trained.name}.onnx")}
             exported.export(trained, support, Path(artifacts["exported"]), quantize, inputs)
             extra = ["onnxruntime", "onnx"]
         tags = {"model": trained.name, "runtime": runtime} | {
             k: str(v) for k, v in trained.provenance.items()}
         with mlflow_run("serve", experiment, tags) as run:
-            return run.log_model(FewShotModel(), artifacts, _requirements(extra))
+            return run.log_model(str(LOGGED_MODEL), artifacts, requirements(extra), config)
 
 
-def _requirements(extra: list[str] = ()) -> list[str]:
+def requirements(extra: list[str] = ()) -> list[str]:
     """The serving environment's key pins (stated, not inferred: inference would load the model)."""
     from importlib.metadata import version
 

@@ -12,7 +12,8 @@ Resumes: a run killed half-way goes on from its last val check (.cache/resume/, 
 Writes: data/models/<model>/model.pt, self-contained: trainable state, the `models` entry, and what
 inference needs (modality and its settings, backbone input preparation, text model, templates and
 class fields), with provenance (params and their hash, val episode hash, data digest); an MLflow
-run with per-check train_loss and val_accuracy curves.
+run with per-check train_loss and val_accuracy curves, the datasets it read, and the model as an
+MLflow model (tag `model_sha256`: the checkpoint's hash, for `python -m fewshot.gate promote`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ import torch
 from fewshot.core import params as params_lib
 from fewshot.core import paths
 from fewshot.core.errors import one_line_errors
+from fewshot.core.fileio import sha256_file
 from fewshot.core.tracking import stage_run
 from fewshot.data import curation, features
 from fewshot.data import episodes as episodes_lib
 from fewshot.data.inputs import ItemInputs
 from fewshot.data.text import TextFeatures
+from fewshot.inference.serving import LOGGED_MODEL, requirements
 from fewshot.models import checkpoint
 from fewshot.models.resume import Resume, source_digest, tensor_digest
 from fewshot.models.training import TrainConfig, train
@@ -106,7 +109,13 @@ def main() -> None:
                 "train_seconds": seconds, "warnings": warnings,
                 "inference": checkpoint.inference_record(modality.name, modality.settings_dict(settings),
                                                          entry.backbone, text.templates)}
-        checkpoint.save(paths.model_file(name), method, entry, text.dim, frozen, info)
+        model_file = paths.model_file(name)
+        checkpoint.save(model_file, method, entry, text.dim, frozen, info)
+        # The model as MLflow shows it and `python -m fewshot.gate promote` registers it: found by
+        # its checkpoint's hash; calibrated and given classes where it is used (fewshot-predict).
+        run.set_tags({"model_sha256": sha256_file(model_file)})
+        run.log_model(LOGGED_MODEL, {"model": model_file}, requirements(),
+                      {"name": name, "threshold": 0.0, "runtime": "torch"})
         run.log_metrics({"best_val_accuracy": best_acc, "best_step": best_step,
                          "train_seconds": seconds})
         print(f"train@{name}: best val accuracy {best_acc:.4f} at episode {best_step} "
