@@ -104,6 +104,15 @@ def test_fewshot_predict_takes_the_logged_model_uri(logged):
     assert "\terror: " in lines[-1]
 
 
+def test_a_registered_name_or_alias_that_does_not_exist_is_one_line(logged):
+    done = subprocess.run([str(Path(sys.executable).parent / "fewshot-predict"), "--model",
+                           "models:/fewshot-nothing@champion", "--classes", "names.txt", "q.png"],
+                          cwd=logged["tmp"], env=logged["env"], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: no logged model at 'models:/fewshot-nothing@champion'")
+
+
 def test_path_queries_are_refused_unless_inside_the_configured_folder(tmp_path):
     allowed = tmp_path / "queries"
     allowed.mkdir()

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from fewshot.core.dead_runs import close_dead_runs
+from fewshot.core.errors import UserError
 from fewshot.core.fileio import project_root
 from fewshot.core.run_tags import run_tags
 from fewshot.core.tracking_server import raise_if_unreachable
@@ -123,7 +124,12 @@ def load_logged_model(uri: str) -> Any:
     """The Python object of a model logged by `StageRun.log_model` (its logged code runs: trusted
     stores only)."""
     mlflow = open_store()  # a models:/ or runs:/ URI is resolved in the pipeline's store
-    return mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    try:
+        return mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    except mlflow.exceptions.MlflowException as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise UserError(f"no logged model at '{uri}' in {tracking_uri()} ({first}); expected "
+                        "runs:/RUN_ID/model or models:/NAME@ALIAS (or /VERSION)") from None
 
 
 def __getattr__(name: str) -> Any:
