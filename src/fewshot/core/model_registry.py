@@ -36,7 +36,7 @@ def register(candidates: list[Candidate], experiment: str, alias: str, prefix: s
     mlflow = open_store()
     client = mlflow.MlflowClient()
     found = client.get_experiment_by_name(experiment)
-    rows = []
+    sources = []  # every train@ run first: a model that cannot be promoted stops all of them
     for candidate in candidates:
         runs = [] if found is None else client.search_runs(
             [found.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
@@ -46,19 +46,19 @@ def register(candidates: list[Candidate], experiment: str, alias: str, prefix: s
             raise UserError(f"model '{candidate.name}': no train@{candidate.name} run in "
                             f"{tracking_uri()} (experiment '{experiment}') logged the checkpoint "
                             f"{candidate.sha256[:12]}; promote from the store its `dvc repro` "
-                            "logged to (MLFLOW_TRACKING_URI)")
-        run = runs[0]
+                            "logged to (MLFLOW_TRACKING_URI); nothing promoted")
+        sources.append(runs[0])
+    rows = []
+    for candidate, run in zip(candidates, sources, strict=True):
         name = f"{prefix}{candidate.name}"
         version = _registered(client, name, candidate.sha256)
-        if version is None:
+        new = version is None
+        if new:
             tags = candidate.tags | {"model_sha256": candidate.sha256, "git_commit": git_commit()}
             version = mlflow.register_model(run.data.tags["logged_model"], name, tags=tags).version
             client.update_model_version(name, version, description=(
                 f"train@{candidate.name} run {run.info.run_id}, accuracy "
                 f"{tags.get('accuracy', '?')} ± {tags.get('accuracy_ci95', '?')}"))
-            new = True
-        else:
-            new = False
         client.set_registered_model_alias(name, alias, version)
         rows.append({"model": candidate.name, "registered": name, "version": str(version),
                      "new": new, "run_id": run.info.run_id})

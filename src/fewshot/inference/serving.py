@@ -66,8 +66,8 @@ class FewShotModel(PythonModel):
             # `fewshot-predict --support/--classes`); serving's models bring their support set.
             self.support = (SupportSet.load(Path(context.artifacts["support"]), self.trained)
                             if "support" in context.artifacts else None)
-            model = Processed(self.trained, self.support) if self.support else None
-        self.predictor = Predictor(model, self.threshold) if model else None
+            model = Processed(self.trained, self.support) if self.support is not None else None
+        self.predictor = Predictor(model, self.threshold) if model is not None else None
         root = os.environ.get(PATH_ROOT_ENV)
         self.path_root = Path(root).resolve() if root else None
 
