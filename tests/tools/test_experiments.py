@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from fewshot.core.errors import UserError
-from fewshot.tools import experiments
+from fewshot.tools import experiments, queue_workers
 from tests.conftest import ROOT
 
 PIPELINES = ROOT / "pipelines"
@@ -71,13 +71,13 @@ def test_a_queue_worker_left_up_after_the_queue_ended_is_stopped_and_nothing_els
     deaf = subprocess.Popen([sys.executable, "-c", "import signal, time; "
                              "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)",
                              "queue-worker"])
-    folder = tmp_path / experiments.WORKERS
+    folder = tmp_path / queue_workers.WORKERS
     folder.mkdir(parents=True)
     (folder / "dvc-exp-worker-1.pid").write_text(f"{deaf.pid}\n")
     (folder / "dvc-exp-worker-2.pid").write_text(f"{os.getpid()}\n")  # not a worker: left alone
     monkeypatch.chdir(tmp_path)
     try:
-        experiments._stop_idle_workers(grace_s=1.0)
+        queue_workers.stop_idle_workers(grace_s=1.0)
         assert deaf.wait(timeout=10) == -9  # SIGTERM ignored, so SIGKILL
     finally:
         deaf.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -130,3 +131,14 @@ def load_tensors(path: Path) -> tuple[dict, dict]:
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         meta = json.loads(handle.metadata()["meta"])
     return tensors, meta
+
+
+@contextlib.contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """Hold `lock_file` (created if missing) exclusively: across processes and threads alike."""
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

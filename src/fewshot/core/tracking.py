@@ -23,7 +23,6 @@ of metrics and params are made acceptable to MLflow, whatever data they came fro
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -35,7 +34,7 @@ from typing import Any, Iterator
 
 from fewshot.core.dead_runs import close_dead_runs
 from fewshot.core.errors import UserError
-from fewshot.core.fileio import project_root
+from fewshot.core.fileio import locked, project_root
 from fewshot.core.run_tags import run_tags
 from fewshot.core.tracking_server import raise_if_unreachable
 
@@ -235,17 +234,6 @@ def _sqlite_lock(uri: str) -> Iterator[None]:
     database.parent.mkdir(parents=True, exist_ok=True)
     with locked(database.with_name(database.name + ".lock")):
         yield
-
-
-@contextlib.contextmanager
-def locked(lock_file: Path) -> Iterator[None]:
-    """Hold `lock_file` (created if missing) exclusively: across processes and threads alike."""
-    with open(lock_file, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _experiment_id(mlflow: Any, name: str) -> str:

@@ -148,7 +148,7 @@ class Daemon:
 
 def _address_lock(address: Path) -> contextlib.AbstractContextManager:
     """`SOCKET.lock`, held while a daemon binds or removes the socket: one daemon per address."""
-    from fewshot.core.tracking import locked
+    from fewshot.core.fileio import locked
 
     return locked(address.with_name(address.name + ".lock"))
 

@@ -53,7 +53,7 @@ import sys
 from pathlib import Path
 
 from fewshot.core import params as params_lib
-from fewshot.core.errors import UserError, one_line_errors
+from fewshot.core.errors import one_line_errors
 from fewshot.core.fileio import atomic_path
 from fewshot.evaluation import metrics, snapshots
 from fewshot.evaluation.gate_table import table
@@ -215,24 +215,7 @@ def main() -> None:
                             "(LABEL has no '=')")
     args = parser.parse_args()
     if args.command == "noise":
-        runs = {}
-        for item in args.runs:
-            label, _, file = item.partition("=")
-            if not label or not file or label in runs or not Path(file).is_file():
-                raise UserError(f"machine-noise run '{item}' is not LABEL=FILE with a snapshot file and "
-                                "a label of its own")
-            runs[label] = load_baseline(file)
-        if not Path(args.baseline).is_file():
-            raise UserError(f"baseline '{args.baseline}' is not a snapshot file; expected the file "
-                            "`gate snapshot` wrote (it is rewritten with the noise)")
-        noisy = snapshots.with_machine_noise(load_baseline(args.baseline), runs)
-        for label in runs:
-            moved = snapshots.moved_models(noisy, label)
-            print(f"run '{label}': {len(moved)} of {len(noisy['models'])} models moved"
-                  + ("" if moved else " (the baseline's own float path? it adds no noise)"))
-        _write(Path(args.baseline), json.dumps(noisy, indent=1, sort_keys=True) + "\n")
-        print(f"wrote {args.baseline}: machine noise of {len(noisy['models'])} models, "
-              f"{len(runs)} reruns")
+        print("\n".join(snapshots.record_machine_noise(args.baseline, args.runs)))
         return
     if args.command == "power":
         snap = load_baseline(args.baseline) if args.baseline else workspace_snapshot()
@@ -253,36 +236,12 @@ def main() -> None:
     if getattr(args, "out", None):
         _write(args.out, text)
     if args.command == "promote" and not failed:
-        _promote(current, args.baseline, args.alias, args.prefix)
+        from fewshot.evaluation.promote import promote
+
+        promote(current, args.baseline, args.alias, args.prefix)
     elif args.command == "promote":
         print(f"not promoted: the gate failed; '{args.alias}' stays where it was", file=sys.stderr)
     sys.exit(1 if failed else 0)
-
-
-def _promote(current: dict, baseline: str, alias: str, prefix: str) -> None:
-    """Register the workspace's models that `current` holds results of; print where each went."""
-    from fewshot.core import paths
-    from fewshot.core.fileio import sha256_file
-    from fewshot.core.model_registry import Candidate, register
-
-    candidates = []
-    for name, result in sorted(current["models"].items()):
-        model_file = paths.model_file(name)
-        if not model_file.is_file():
-            raise UserError(f"model '{name}' has results but no {model_file}; run `dvc repro` (or "
-                            "`dvc pull`) before promoting")
-        sha256 = sha256_file(model_file)
-        calibration = paths.calibration_file(model_file)
-        fitted = json.loads(calibration.read_text()) if calibration.is_file() else {}
-        if fitted.get("model_sha256") != sha256:
-            raise UserError(f"model '{name}': {calibration} is not the calibration of {model_file}; "
-                            f"re-run evaluate@{name} before promoting")
-        tags = {key: str(result[key]) for key in ("accuracy", "accuracy_ci95", "ece_calibrated")}
-        candidates.append(Candidate(name, sha256, tags | {"temperature": str(fitted["temperature"]),
-                                                          "gate_baseline": baseline}))
-    for row in register(candidates, params_lib.load().tracking.experiment, alias, prefix):
-        print(f"{row['registered']} version {row['version']}{' (new)' if row['new'] else ''} "
-              f"@{alias}: models:/{row['registered']}@{alias}")
 
 
 if __name__ == "__main__":

@@ -138,3 +138,35 @@ def moved_models(noisy: dict, label: str) -> list[str]:
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+def record_machine_noise(baseline: str, items: list[str]) -> list[str]:
+    """`gate noise BASELINE LABEL=FILE...`: rewrite the baseline file with the machine noise of the
+    labelled reruns; return what to print.
+
+    Raises:
+        UserError: an item that is not LABEL=FILE of a snapshot file with a label of its own, or a
+            baseline that is not a snapshot file.
+    """
+    from fewshot.core.fileio import atomic_path
+
+    runs = {}
+    for item in items:
+        label, _, file = item.partition("=")
+        if not label or not file or label in runs or not Path(file).is_file():
+            raise UserError(f"machine-noise run '{item}' is not LABEL=FILE with a snapshot file and "
+                            "a label of its own")
+        runs[label] = load_baseline(file)
+    if not Path(baseline).is_file():
+        raise UserError(f"baseline '{baseline}' is not a snapshot file; expected the file "
+                        "`gate snapshot` wrote (it is rewritten with the noise)")
+    noisy = with_machine_noise(load_baseline(baseline), runs)
+    lines = []
+    for label in runs:
+        moved = moved_models(noisy, label)
+        lines.append(f"run '{label}': {len(moved)} of {len(noisy['models'])} models moved"
+                     + ("" if moved else " (the baseline's own float path? it adds no noise)"))
+    with atomic_path(Path(baseline)) as tmp:
+        tmp.write_text(json.dumps(noisy, indent=1, sort_keys=True) + "\n")
+    lines.append(f"wrote {baseline}: machine noise of {len(noisy['models'])} models, {len(runs)} reruns")
+    return lines

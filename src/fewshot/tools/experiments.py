@@ -18,11 +18,8 @@ names an optional base preset and a grid:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -34,6 +31,7 @@ from fewshot.core import params as params_lib
 from fewshot.core import typed
 from fewshot.core.errors import UserError, one_line_errors
 from fewshot.core.fileio import atomic_path
+from fewshot.tools.queue_workers import stop_idle_workers
 
 PIPELINES = Path("pipelines")
 SWEEPS = Path("reports/sweeps")  # a sweep's table and accuracy-vs-shots figure
@@ -133,7 +131,7 @@ def run_sweep(name: str, jobs: int) -> list[str]:
     subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_queue()
-    _stop_idle_workers()
+    stop_idle_workers()
     failed = [line for line in _dvc(["queue", "status"]).stdout.splitlines() if "Failed" in line]
     if failed:
         raise UserError(f"{len(failed)} experiment(s) failed: {failed[0].split()[0]}...; "
@@ -147,40 +145,6 @@ def _wait_for_queue(poll_s: float = 5.0) -> None:
         if not any(word in status for word in ("Queued", "Running")):
             return
         time.sleep(poll_s)
-
-
-WORKERS = Path(".dvc/tmp/exps/celery")
-
-
-def _stop_idle_workers(grace_s: float = 20.0) -> None:
-    """Once every task has ended, stop the queue workers that are still up. A worker asked to stop
-    on an empty queue while its last task still ran (dvc-task's monitor) can stay up after that
-    task succeeded, idle and deaf to shutdown; left alone it would outlive the sweep. `dvc queue
-    stop` first, then SIGTERM, then SIGKILL, to the worker processes DVC recorded."""
-    _dvc(["queue", "stop"], check=False)
-    pids = set()
-    for file in WORKERS.glob("dvc-exp-worker-*.pid"):
-        with contextlib.suppress(ValueError, OSError):
-            pids.add(int(file.read_text().strip()))
-    for signum in (None, signal.SIGTERM, signal.SIGKILL):
-        for pid in (pids if signum else ()):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-        deadline = time.monotonic() + grace_s
-        while (pids := {pid for pid in pids if _queue_worker(pid)}) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not pids:
-            return
-
-
-def _queue_worker(pid: int) -> bool:
-    """Whether `pid` is a live (not zombie) DVC queue worker: a stale pid file names no one."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z" and b"queue-worker" in command
 
 
 def comparison(names: list[str]) -> pd.DataFrame:
