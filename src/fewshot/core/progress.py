@@ -1,7 +1,9 @@
-"""Progress bars that stay readable in logs: frequent on a terminal, every 10 s otherwise."""
+"""Progress bars that stay readable in logs: frequent on a terminal, every 10 s otherwise; under
+torchrun, rank 0's only (the ranks step together)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Iterable, TypeVar
 
@@ -14,4 +16,4 @@ def progress(items: Iterable[T], desc: str, total: int | None = None, initial: i
     """`initial`: how many of `total` were done before (a resumed run counts on from there)."""
     interval = 0.2 if sys.stderr.isatty() else 10.0
     return tqdm(items, desc=desc, total=total, initial=initial, mininterval=interval,
-                dynamic_ncols=True)
+                dynamic_ncols=True, disable=int(os.environ.get("RANK", "0")) > 0)

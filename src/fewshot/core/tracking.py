@@ -140,11 +140,24 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+class NotRecorded:
+    """In place of a run where a process records nothing (a torchrun rank other than 0: rank 0
+    records the stage): every call does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
 @contextlib.contextmanager
-def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None) -> Iterator[Any]:
+def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None,
+              record: bool = True) -> Iterator[Any]:
     """One MLflow run for a pipeline stage, written by the project's tracking daemon while the
     stage works (`fewshot.core.tracking_worker`); complete when the block ends. A failing stage
-    leaves a FAILED run behind, a stopped one (SIGTERM, Ctrl-C) a KILLED one."""
+    leaves a FAILED run behind, a stopped one (SIGTERM, Ctrl-C) a KILLED one. `record=False`: no
+    run (`NotRecorded`)."""
+    if not record:
+        yield NotRecorded()
+        return
     raise_if_unreachable(tracking_uri())
     from fewshot.core.tracking_worker import run_beside
 

@@ -2,10 +2,10 @@
 
 At every val check (`train.val_every`) episodic training writes what the rest of the run depends on:
 the method's state, the optimiser's and the schedule's, the numpy sampler's and torch's random
-generators, and the best state so far. A run of the same model with the same inputs (a rerun of
-`dvc repro` after `kill -9`, an OOM, a pre-empted node, Ctrl-C) loads it and goes on from the next
-episode; on CPU the result is bit-identical to a run that was never stopped (tests/models/
-test_resume.py). The file is removed when training ends.
+generators (of every rank, under torchrun), and the best state so far. A run of the same model
+with the same inputs (a rerun of `dvc repro` after `kill -9`, an OOM, a pre-empted node, Ctrl-C)
+loads it and goes on from the next episode; on CPU the result is bit-identical to a run that was
+never stopped (tests/models/test_resume.py). The file is removed when training ends.
 
 "The same inputs" is a key over everything that decides the trajectory: the stage's params, the
 training inputs and class texts (the tensors themselves), the val episodes and the package's source
@@ -27,7 +27,7 @@ import torch
 
 from fewshot.core.fileio import atomic_path, project_root
 
-FORMAT = 1
+FORMAT = 2  # 2: random generators of every rank (`rng_by_rank`)
 
 
 def source_digest() -> str:

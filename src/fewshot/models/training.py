@@ -17,7 +17,9 @@ from fewshot.core.errors import UserError
 from fewshot.core.progress import progress
 from fewshot.data import episodes as episodes_lib
 from fewshot.data.inputs import ItemInputs
+from fewshot.evaluation import metrics
 from fewshot.evaluation.scoring import mean_accuracy, score
+from fewshot.models.distributed import SINGLE, World
 from fewshot.models.methods.base import FewShotMethod
 from fewshot.models.resume import Resume
 
@@ -36,10 +38,14 @@ PRETRAIN_BATCH = 128  # items per supervised pretraining step, classes drawn uni
 
 def train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.EpisodeSampler,
           cfg: TrainConfig, val_table: pd.DataFrame, seed: int,
-          log: Callable[[dict, int], None], resume: Resume | None = None) -> tuple[dict, float, int]:
+          log: Callable[[dict, int], None], resume: Resume | None = None,
+          world: World = SINGLE) -> tuple[dict, float, int]:
     """Pretrain the backbone if asked (`pretrain`), let the method observe the training items, train
     on sampled episodes; keep the state with the best val-episode accuracy. With `resume`, a
     checkpoint at every val check, and a run that finds one goes on from it (`fewshot.models.resume`).
+    In a `world` of several ranks (torchrun, `fewshot.models.distributed`) each rank samples its own
+    episodes, steps on the gradients averaged over the ranks and scores its share of the val
+    episodes; every rank returns the same result, rank 0 alone writes the checkpoints.
 
     Returns:
         (best state dict, its val accuracy, the episode it was reached at; 0 = before episodic
@@ -47,8 +53,8 @@ def train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Episo
     """
     item_ids = [*sampler.item_ids, *val_table["item_id"]]
     with fixed_front_applied_once(method, inputs, item_ids) as prepared:
-        result = _train(method, prepared, sampler, cfg, val_table, seed, log, resume)
-    if resume:
+        result = _train(method, prepared, sampler, cfg, val_table, seed, log, resume, world)
+    if resume and world.is_main:
         resume.finish()
     return result
 
@@ -77,30 +83,34 @@ def fixed_front_applied_once(method: FewShotMethod, inputs: ItemInputs, item_ids
 
 def _train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.EpisodeSampler,
            cfg: TrainConfig, val_table: pd.DataFrame, seed: int,
-           log: Callable[[dict, int], None], resume: Resume | None) -> tuple[dict, float, int]:
+           log: Callable[[dict, int], None], resume: Resume | None, world: World
+           ) -> tuple[dict, float, int]:
     saved = resume.load() if resume else None
+    world.barrier()  # every rank has read the checkpoint before rank 0 may write the next
+    trainable = [p for p in method.parameters() if p.requires_grad]
+    world.broadcast_parameters(trainable)
+    world.seed_torch(seed)
     if cfg.pretrain_steps and not saved:  # a checkpoint holds the pretrained backbone
-        pretrain(method, inputs, sampler, cfg, np.random.default_rng([seed, 1]), log)
+        pretrain(method, inputs, sampler, cfg, world.rng(seed, 1), log, world)
     method.observe(lambda: inputs.of(sampler.item_ids))
     if saved:
         best_acc, best_step, best_state = saved["best_acc"], saved["best_step"], saved["best_state"]
     else:
-        best_acc, best_step = mean_accuracy(score(method, inputs, val_table)), 0
+        best_acc, best_step = val_accuracy(method, inputs, val_table, world), 0
         best_state = copy.deepcopy(method.state_dict())
         log({"val_accuracy": best_acc}, 0)
-    trainable = [p for p in method.parameters() if p.requires_grad]
     if cfg.episodes == 0 or not trainable:
         return best_state, best_acc, best_step
     optimiser = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.episodes)
-    rng = np.random.default_rng(seed)
+    rng = world.rng(seed)
     first = 1
     if saved:
         method.load_state_dict(saved["method"])
         optimiser.load_state_dict(saved["optimiser"])
         schedule.load_state_dict(saved["schedule"])
-        rng.bit_generator.state = saved["rng"]
-        torch.set_rng_state(saved["torch_rng"])
+        rng.bit_generator.state, torch_rng = saved["rng_by_rank"][world.rank]
+        torch.set_rng_state(torch_rng)
         first = saved["step"] + 1
         print(f"resuming training at episode {first} of {cfg.episodes} from {resume.path}")
         log({"resumed_at_episode": first}, first - 1)
@@ -112,25 +122,43 @@ def _train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Epis
         loss = method.loss(inputs.episode(*episodes_lib.split_roles(rows)))
         optimiser.zero_grad()
         loss.backward()
+        world.average_gradients(trainable)
         optimiser.step()
         schedule.step()
         losses.append(loss.item())
         if step % cfg.val_every == 0 or step == cfg.episodes:
-            acc = mean_accuracy(score(method, inputs, val_table))
-            log({"train_loss": float(np.mean(losses)), "val_accuracy": acc}, step)
+            acc = val_accuracy(method, inputs, val_table, world)
+            log({"train_loss": world.mean(float(np.mean(losses))), "val_accuracy": acc}, step)
             losses = []
             if acc > best_acc:
                 best_acc, best_step, best_state = acc, step, copy.deepcopy(method.state_dict())
             if resume and step < cfg.episodes:
-                resume.save({"step": step, "method": method.state_dict(),
-                             "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
-                             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                             "best_acc": best_acc, "best_step": best_step, "best_state": best_state})
+                rngs = world.gathered((rng.bit_generator.state, torch.get_rng_state()))
+                if world.is_main:
+                    resume.save({"step": step, "method": method.state_dict(),
+                                 "optimiser": optimiser.state_dict(),
+                                 "schedule": schedule.state_dict(), "rng_by_rank": rngs,
+                                 "best_acc": best_acc, "best_step": best_step,
+                                 "best_state": best_state})
     return best_state, best_acc, best_step
 
 
+def val_accuracy(method: FewShotMethod, inputs: ItemInputs, val_table: pd.DataFrame,
+                 world: World = SINGLE) -> float:
+    """Mean accuracy over the val episodes; in a world of several ranks each scores every
+    `size`-th episode and the accuracies are averaged in episode order (the same float on every
+    rank)."""
+    if world.size == 1:
+        return mean_accuracy(score(method, inputs, val_table))
+    ids = np.sort(val_table["episode_id"].unique())
+    mine = val_table[val_table["episode_id"].isin(ids[world.shard(len(ids))])]
+    accuracies = [metrics.accuracy(r["logits"], r["labels"]) for r in score(method, inputs, mine)]
+    return float(np.mean(world.in_order(accuracies, len(ids))))
+
+
 def pretrain(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.EpisodeSampler,
-             cfg: TrainConfig, rng: np.random.Generator, log: Callable[[dict, int], None]) -> None:
+             cfg: TrainConfig, rng: np.random.Generator, log: Callable[[dict, int], None],
+             world: World = SINGLE) -> None:
     """Supervised pretraining of the method's backbone (the "pretrain then meta-train" recipe):
     cross-entropy over all training classes through a linear classifier on the backbone's features,
     `cfg.pretrain_steps` batches of PRETRAIN_BATCH items with classes drawn uniformly (rare classes
@@ -152,6 +180,7 @@ def pretrain(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Ep
     with torch.no_grad():
         feature_dim = backbone(x[:1]).shape[1]
     classifier = nn.Linear(feature_dim, len(classes))
+    world.broadcast_parameters(classifier.parameters())
     optimiser = torch.optim.AdamW(trainable + list(classifier.parameters()), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.pretrain_steps)
@@ -163,9 +192,10 @@ def pretrain(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Ep
         loss = nn.functional.cross_entropy(classifier(backbone(x[batch])), y[batch])
         optimiser.zero_grad()
         loss.backward()
+        world.average_gradients([*trainable, *classifier.parameters()])
         optimiser.step()
         schedule.step()
         losses.append(loss.item())
         if step % 50 == 0 or step == cfg.pretrain_steps:
-            log({"pretrain_loss": float(np.mean(losses))}, step)
+            log({"pretrain_loss": world.mean(float(np.mean(losses)))}, step)
             losses = []

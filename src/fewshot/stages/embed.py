@@ -6,6 +6,8 @@ Usage: python -m fewshot.stages.embed DOMAIN  (run by `dvc repro` as embed@DOMAI
 Params: seed, domains.DOMAIN.embed (backbones, batch_size, text_templates, runtime: torch | onnx)
 Reads: data/<domain>/curated/{items,classes}.parquet and modality.json.
 Writes: data/<domain>/features/<backbone>.safetensors and text.safetensors.
+Several processes: under `torchrun --nproc_per_node N` each rank decodes and embeds every N-th item;
+rank 0 gathers them in order, embeds the texts, writes and records.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fewshot.core import paths
 from fewshot.core.errors import one_line_errors
 from fewshot.core.tracking import stage_run
 from fewshot.data import curation, features, text
+from fewshot.models import distributed
 from fewshot.models.backbones import BACKBONES, embed
 from fewshot.stages.argv import domain_from_argv
 
@@ -34,9 +37,24 @@ def main() -> None:
     backbones = {name: BACKBONES.create(name) for name in cfg.backbones}
     templates = cfg.text_templates
     modality, _ = curation.curated_kind(where.kind)
-    inputs = modality.decode(list(items["content"]))
-    with stage_run(f"embed@{domain}", params.tracking.experiment, {"domain": domain}) as run:
+    with (distributed.world() as world,
+          stage_run(f"embed@{domain}", params.tracking.experiment, {"domain": domain},
+                    record=world.is_main) as run):
         run.log_params(params_lib.section(params, "seed", f"domains.{domain}.embed"))
+        inputs = modality.decode(list(items["content"].iloc[world.shard(len(items))]))
+        for name, backbone in backbones.items():
+            part, used = features_of(backbone.module, inputs, cfg.batch_size, cfg.runtime, name)
+            feats = world.in_order(part, len(items))
+            if not world.is_main:
+                continue
+            features.save(features.path_for(name, where.features), items["item_id"], items["sha256"],
+                          feats)
+            run.log_metrics({f"{name}_dim": feats.shape[1], f"{name}_items": feats.shape[0]})
+            run.log_params({f"{name}_runtime": used})
+            print(f"embed@{domain}: {name} {tuple(feats.shape)} ({used}) -> "
+                  f"{features.path_for(name, where.features)}")
+        if not world.is_main:
+            return
         classes = pd.read_parquet(where.classes)
         encoder = text.TextEncoder()
         unused = text.unused_descriptions(classes, templates)
@@ -47,14 +65,6 @@ def main() -> None:
         text.save(where.text, classes, class_text, hashes, imagenet, templates)
         print(f"embed@{domain}: {text.MODEL_NAME} text of {len(classes)} classes x {len(templates)} "
               f"templates and {len(imagenet)} ImageNet names -> {where.text}")
-        for name, backbone in backbones.items():
-            feats, used = features_of(backbone.module, inputs, cfg.batch_size, cfg.runtime, name)
-            features.save(features.path_for(name, where.features), items["item_id"], items["sha256"],
-                          feats)
-            run.log_metrics({f"{name}_dim": feats.shape[1], f"{name}_items": feats.shape[0]})
-            run.log_params({f"{name}_runtime": used})
-            print(f"embed@{domain}: {name} {tuple(feats.shape)} ({used}) -> "
-                  f"{features.path_for(name, where.features)}")
 
 
 def features_of(module, inputs, batch_size: int, runtime: str, name: str) -> tuple[torch.Tensor, str]:

@@ -9,6 +9,8 @@ Reads, of the model's domain: data/D/curated (items, classes, modality), data/D/
 features and class texts), data/D/episodes/val.parquet (model selection; the test episodes are
 never read here).
 Resumes: a run killed half-way goes on from its last val check (.cache/resume/, fewshot.models.resume).
+Several processes: `torchrun --nproc_per_node N -m fewshot.stages.train MODEL` trains on N ranks
+(fewshot.models.distributed: own episodes per rank, averaged gradients); rank 0 writes and records.
 Writes: data/models/<model>/model.pt, self-contained: trainable state, the `models` entry, and what
 inference needs (modality and its settings, backbone input preparation, text model, templates and
 class fields), with provenance (params and their hash, val episode hash, data digest); an MLflow
@@ -36,7 +38,7 @@ from fewshot.data import episodes as episodes_lib
 from fewshot.data.inputs import ItemInputs
 from fewshot.data.text import TextFeatures
 from fewshot.inference.serving import LOGGED_MODEL, requirements
-from fewshot.models import checkpoint
+from fewshot.models import checkpoint, distributed
 from fewshot.models.resume import Resume, source_digest, tensor_digest
 from fewshot.models.training import TrainConfig, train
 from fewshot.stages.argv import model_from_argv
@@ -80,7 +82,8 @@ def main() -> None:
             "val_episodes_hash": val_hash}
     logged = params_lib.section(params, "seed", "n_shot", f"domains.{domain_name}.n_query", "train",
                                 f"models.{name}")
-    with stage_run(f"train@{name}", params.tracking.experiment, tags) as run:
+    with (distributed.world() as world,
+          stage_run(f"train@{name}", params.tracking.experiment, tags, record=world.is_main) as run):
         run.log_params(logged)
         data_sha256, inputs_sha256 = curation.digest(items), tensor_digest(inputs.tensor, text.features)
         run.log_inputs([{"name": f"{domain_name}/curated items", "path": where.items,
@@ -92,21 +95,27 @@ def main() -> None:
         # rerun with the same inputs, params and code, and ends as if never stopped.
         resume = Resume.of(name, {"params": logged, "n_way": n_way, "n_query": n_query,
                                   "val_episodes_hash": val_hash, "data_sha256": data_sha256,
-                                  "inputs_sha256": inputs_sha256, "source_sha256": source_digest()})
+                                  "inputs_sha256": inputs_sha256, "source_sha256": source_digest(),
+                                  "world_size": world.size})
         started = time.perf_counter()
         best_state, best_acc, best_step = train(
             method, inputs, sampler,
             TrainConfig(entry.episodes, entry.lr, cfg.weight_decay, cfg.val_every,
                         entry.pretrain_steps),
             val_table, params.seed, log=lambda metrics, step: run.log_metrics(metrics, step=step),
-            resume=resume)
+            resume=resume, world=world)
         method.load_state_dict(best_state)
         seconds = time.perf_counter() - started
+        if not world.is_main:
+            return
+        processes = {"world_size": world.size, "dist_backend": world.backend} if world.size > 1 else {}
+        if processes:
+            run.set_tags(processes)
         info = {"model": name, "params": logged, "params_sha256": fingerprint(logged),
                 "val_episodes_hash": val_hash, "data_sha256": data_sha256,
                 "best_val_accuracy": best_acc, "best_step": best_step, "train_n_way": n_way,
                 "train_n_query": n_query,
-                "train_seconds": seconds, "warnings": warnings,
+                "train_seconds": seconds, "warnings": warnings, **processes,
                 "inference": checkpoint.inference_record(modality.name, modality.settings_dict(settings),
                                                          entry.backbone, text.templates)}
         model_file = paths.model_file(name)
