@@ -9,8 +9,10 @@ Run as `python -m tests.models.test_distributed FOLDER` under torchrun it is eac
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,7 @@ def train_rank(folder: Path) -> None:
     the first episode this rank drew; writes folder/rank<R>.pt."""
     with distributed.world() as world:
         inputs, sampler, val_table = synthetic_setup(folder / f"data{world.rank}", VAL_EPISODES)
-        method, drawn, sample = _protonet(), [], sampler.sample
+        method, drawn, sample = _protonet(), [], sampler.sample  # the episodes this rank drew
         sampler.sample = lambda rng: drawn.append(rows := sample(rng)) or rows
         resume = Resume.of("protonet", {"test": world.size}, folder / "resume")
         best_state, best_acc, best_step = train(method, inputs, sampler, CFG, val_table, 0,
@@ -54,23 +56,48 @@ def train_rank(folder: Path) -> None:
                     "episodes": len(drawn), "world": world}, folder / f"rank{world.rank}.pt")
 
 
+def _start(folder: Path) -> subprocess.Popen:
+    folder.mkdir(exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc_per_node", "2", "-m", "tests.models.test_distributed", str(folder)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True,
+                            env=dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1"))
+
+
 def _torchrun(folder: Path) -> list[dict]:
-    folder.mkdir()
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node", "2", "-m", "tests.models.test_distributed", str(folder)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1"))
-    assert done.returncode == 0, done.stdout + done.stderr
-    return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    job = _start(folder)
+    log = job.communicate(timeout=300)[0]
+    assert job.returncode == 0, log
+    return [torch.load(folder / f"rank{r}.pt", weights_only=False) | {"log": log} for r in (0, 1)]
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
 
 
 def _equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_two_gloo_ranks_train_one_model_reproducibly_and_as_well_as_one_process(tmp_path):
-    first, again = _torchrun(tmp_path / "first"), _torchrun(tmp_path / "again")
-    ranks = first
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> list[dict]:
+    """One 2-rank job, its ranks' results."""
+    return _torchrun(tmp_path_factory.mktemp("torchrun") / "first")
+
+
+def test_two_gloo_ranks_train_one_model_reproducibly_and_as_well_as_one_process(tmp_path, uninterrupted):
+    first = ranks = uninterrupted
+    again = _torchrun(tmp_path / "again")
     assert [r["world"] for r in ranks] == [distributed.World(0, 2, "gloo"), distributed.World(1, 2, "gloo")]
     assert all(r["episodes"] == EPISODES for r in ranks)
     assert not ranks[0]["first_episode"] == ranks[1]["first_episode"]  # each rank its own episodes
@@ -79,7 +106,7 @@ def test_two_gloo_ranks_train_one_model_reproducibly_and_as_well_as_one_process(
         assert _equal(first[0][key], again[0][key]), key  # same seed, same result
     assert (first[0]["best_acc"], first[0]["best_step"]) == (again[0]["best_acc"], again[0]["best_step"])
     assert ranks[0]["best_acc"] == ranks[1]["best_acc"]
-    assert not (tmp_path / "first" / "resume").exists() or not list((tmp_path / "first" / "resume").iterdir())
+    assert not list((tmp_path / "again" / "resume").iterdir())  # the checkpoint removed at the end
 
     inputs, sampler, val_table = synthetic_setup(tmp_path / "single", VAL_EPISODES)
     single = _protonet()
@@ -92,6 +119,31 @@ def test_two_gloo_ranks_train_one_model_reproducibly_and_as_well_as_one_process(
     assert mean == pytest.approx(single_acc)
     assert single_acc > 1 / N_WAY + 0.3  # the single process learned (observed: 0.75)
     assert abs(first[0]["best_acc"] - single_acc) <= half, (first[0]["best_acc"], single_acc, half)
+
+
+def test_a_killed_two_rank_job_resumes_and_ends_as_an_uninterrupted_one(tmp_path, uninterrupted):
+    """`kill -9` of torchrun and both ranks after the first checkpoint; the rerun goes on from it with each
+    rank's own random generators and ends bit-identical to a job never stopped."""
+    killed = tmp_path / "killed"
+    victim, checkpoint = _start(killed), Resume.of("protonet", {"test": 2}, killed / "resume").path
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists():
+        assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()[0]
+        time.sleep(0.01)
+    ranks = _children(victim.pid)  # torchrun starts each rank in a session of its own
+    assert len(ranks) == 2, ranks
+    for pid in (victim.pid, *ranks):  # the whole job at once, as a scheduler's kill does
+        os.kill(pid, signal.SIGKILL)
+    victim.wait()
+    stopped_at = torch.load(checkpoint, weights_only=False)["step"]
+    assert stopped_at < EPISODES and not (killed / "rank0.pt").exists()
+    resumed = _torchrun(killed)
+    assert resumed[0]["log"].count(f"resuming training at episode {stopped_at + 1} of {EPISODES}") == 2
+    for key in ("best_state", "last_state"):
+        assert _equal(uninterrupted[0][key], resumed[0][key]), key
+        assert _equal(resumed[0][key], resumed[1][key]), key
+    assert uninterrupted[0]["best_acc"] == resumed[0]["best_acc"]
+    assert not checkpoint.exists()
 
 
 def test_a_single_process_is_rank_0_of_1_and_its_streams_are_unchanged(monkeypatch):

@@ -117,10 +117,6 @@ class World:
                 torch.distributed.broadcast(buffer, src=0)
                 p.copy_(buffer.cpu())
 
-    def barrier(self) -> None:
-        if self.size > 1:
-            torch.distributed.barrier()
-
 
 SINGLE = World()
 

@@ -86,7 +86,10 @@ def _train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Epis
            log: Callable[[dict, int], None], resume: Resume | None, world: World
            ) -> tuple[dict, float, int]:
     saved = resume.load() if resume else None
-    world.barrier()  # every rank has read the checkpoint before rank 0 may write the next
+    # Ranks resume only together (every rank has read before rank 0 may write the next one): one
+    # that sees another checkpoint or none (no shared folder across nodes) makes all start afresh.
+    if len(set(world.gathered(saved["step"] if saved else None))) > 1:
+        saved = None
     trainable = [p for p in method.parameters() if p.requires_grad]
     world.broadcast_parameters(trainable)
     world.seed_torch(seed)
