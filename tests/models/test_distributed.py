@@ -35,9 +35,12 @@ CFG = TrainConfig(EPISODES, 3e-3, 1e-4, VAL_EVERY)
 
 
 def _protonet() -> nn.Module:
+    """A protonet whose backbone is a BatchNorm layer: a trainable affine map, and running
+    statistics each rank's episodes move (the ranks must still end as one model)."""
     torch.manual_seed(0)
     cls = METHODS.get("protonet")
-    return cls(Parts(nn.Identity(), SIGNAL + NOISE, head_dim=8, text_dim=TEXT_DIM), cls.Options())
+    backbone = nn.BatchNorm1d(SIGNAL + NOISE)
+    return cls(Parts(backbone, SIGNAL + NOISE, head_dim=8, text_dim=TEXT_DIM), cls.Options())
 
 
 def train_rank(folder: Path) -> None:

@@ -8,8 +8,10 @@ random streams, bit-identical results.
 
 In a world of N: every rank holds the same parameters (broadcast from rank 0 at the start), samples
 its own episodes (rank 0 the stream a single process would draw), and steps on the gradients
-averaged over all ranks, so the parameters stay identical; val episodes are split between the
-ranks and their accuracies gathered in episode order; only rank 0 writes files and records runs.
+averaged over all ranks, so the parameters stay identical; buffers a rank's episodes update
+(BatchNorm's running statistics) are rank 0's on every rank before each val check, as
+DistributedDataParallel's `broadcast_buffers` does; val episodes are split between the ranks and
+their accuracies gathered in episode order; only rank 0 writes files and records runs.
 Collectives are called by every rank in the same order: the training loop does the same number of
 steps on every rank.
 """
@@ -107,12 +109,12 @@ class World:
             offset += p.numel()
             p.grad = (values / self.size).to(p.dtype) if count > 0 else None
 
-    def broadcast_parameters(self, parameters: Iterable[torch.nn.Parameter]) -> None:
-        """Rank 0's values of `parameters` on every rank."""
+    def broadcast(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Rank 0's values of `tensors` (parameters, buffers) on every rank."""
         if self.size == 1:
             return
         with torch.no_grad():
-            for p in parameters:
+            for p in tensors:
                 buffer = p.detach().to(self.device).contiguous()
                 torch.distributed.broadcast(buffer, src=0)
                 p.copy_(buffer.cpu())

@@ -91,7 +91,7 @@ def _train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Epis
     if len(set(world.gathered(saved["step"] if saved else None))) > 1:
         saved = None
     trainable = [p for p in method.parameters() if p.requires_grad]
-    world.broadcast_parameters(trainable)
+    world.broadcast(trainable)
     world.seed_torch(seed)
     if cfg.pretrain_steps and not saved:  # a checkpoint holds the pretrained backbone
         pretrain(method, inputs, sampler, cfg, world.rng(seed, 1), log, world)
@@ -130,6 +130,7 @@ def _train(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Epis
         schedule.step()
         losses.append(loss.item())
         if step % cfg.val_every == 0 or step == cfg.episodes:
+            world.broadcast(method.buffers())  # running statistics: rank 0's, the ranks one model
             acc = val_accuracy(method, inputs, val_table, world)
             log({"train_loss": world.mean(float(np.mean(losses))), "val_accuracy": acc}, step)
             losses = []
@@ -183,7 +184,7 @@ def pretrain(method: FewShotMethod, inputs: ItemInputs, sampler: episodes_lib.Ep
     with torch.no_grad():
         feature_dim = backbone(x[:1]).shape[1]
     classifier = nn.Linear(feature_dim, len(classes))
-    world.broadcast_parameters(classifier.parameters())
+    world.broadcast(classifier.parameters())
     optimiser = torch.optim.AdamW(trainable + list(classifier.parameters()), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=cfg.pretrain_steps)
