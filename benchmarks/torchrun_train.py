@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -30,15 +29,9 @@ from pathlib import Path
 
 import torch
 import yaml
+from stage_startup import cpu_model  # benchmarks/ is on sys.path: scripts run from it
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> float:

@@ -1,10 +1,14 @@
-"""The one exception a user can cause, and the entry-point wrapper that prints it as one line."""
+"""The one exception a user can cause, the entry-point wrapper that prints it as one line, and
+SIGTERM turned into the interrupt that wrapper reports."""
 
 from __future__ import annotations
 
 import functools
+import signal
 import sys
-from typing import Callable
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 
 class UserError(Exception):
@@ -32,3 +36,26 @@ def one_line_errors(main: Callable[[], None]) -> Callable[[], None]:
             sys.exit(128 + int(getattr(stop, "signum", 2)))  # the shell's convention: 130, 143
 
     return wrapper
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM inside a stage: handled like Ctrl-C (the run ends KILLED), exit status 128 + 15."""
+
+    signum = signal.SIGTERM
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (DVC's or a scheduler's stop) raises `Terminated`, so the run ends KILLED."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -26,14 +26,12 @@ import contextlib
 import json
 import os
 import re
-import signal
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 from fewshot.core.dead_runs import close_dead_runs
-from fewshot.core.errors import UserError
+from fewshot.core.errors import UserError, sigterm_as_interrupt
 from fewshot.core.fileio import locked, project_root
 from fewshot.core.run_tags import run_tags
 from fewshot.core.tracking_server import raise_if_unreachable
@@ -161,7 +159,7 @@ def stage_run(stage: str, experiment: str, tags: dict[str, str] | None = None,
     raise_if_unreachable(tracking_uri())
     from fewshot.core.tracking_worker import run_beside
 
-    with _sigterm_as_interrupt(), run_beside(stage, experiment, run_tags(stage, tags)) as run:
+    with sigterm_as_interrupt(), run_beside(stage, experiment, run_tags(stage, tags)) as run:
         yield run
 
 
@@ -175,7 +173,7 @@ def mlflow_run(stage: str, experiment: str, tags: dict[str, str] | None = None, 
         experiment_id = _experiment_id(mlflow, experiment)
     close_dead_runs(mlflow.tracking.MlflowClient(), experiment_id)
     all_tags = dict(tags or {}) if tagged else run_tags(stage, tags)
-    signals = _sigterm_as_interrupt() if handle_signals else contextlib.nullcontext()
+    signals = sigterm_as_interrupt() if handle_signals else contextlib.nullcontext()
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=all_tags) as run, signals:
         try:
             yield StageRun(mlflow, run.info.run_id)
@@ -212,29 +210,6 @@ def safe_name(name: str) -> str:
     """
     clean = _UNSAFE.sub("_", str(name))
     return f"_{clean}" if clean.startswith(".") or not clean else clean
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM inside a stage: handled like Ctrl-C (the run ends KILLED), exit status 128 + 15."""
-
-    signum = signal.SIGTERM
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (DVC's or a scheduler's stop) raises `Terminated`, so the run ends KILLED."""
-    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
