@@ -57,23 +57,27 @@ def _shuffled_within_episodes(table, seed: int):
 @pytest.mark.parametrize("n_shot", [1, 3])
 @pytest.mark.parametrize(("name", "options"), VARIANTS, ids=[f"{n}{o}" for n, o in VARIANTS])
 def test_batched_scoring_equals_episode_by_episode(setup, name, options, n_shot):  # noqa: F811
-    """Logits within 1e-6 of the reference and the same predicted class for every query, in
-    episode order; chunks smaller than the file change nothing. ConSE within 2e-5: its 1000-way
-    softmax and top-k mix amplify the rounding of a matrix product over more rows (observed
-    7e-6 at scale 10); the other methods' observed max |diff| is below 1e-6."""
+    """Logits equal to the reference's within 1e-6 or 4 float32 ulps of the episode's largest
+    logit, whichever is larger, and the same predicted class for every query, in episode order;
+    chunks smaller than the file change nothing. The text methods project every class's text in
+    one matrix product where the loop projects an episode's: the kernel picked for the row count
+    rounds differently on some CPUs (max |diff| 0 on AMD EPYC; 2.9e-6 at logits of 10 on an Intel
+    Xeon, 3 ulps). ConSE within 2e-5: its 1000-way softmax and top-k mix amplify that rounding
+    (observed 7e-6 at scale 10)."""
     inputs, _, _ = setup
     items, _ = _items_and_features()
     sampler = EpisodeSampler(items[items["class_id"] >= f"c{TRAIN_CLASSES:02d}"],
                              EpisodeSpec(5, n_shot, 2), "val")
     table = _shuffled_within_episodes(sample_table(sampler, 30, seed=3), seed=4)
     method = _method(name, options)
-    tolerance = 2e-5 if name == "conse" else 1e-6
     expected = score_one_by_one(method, inputs, table)
     for chunk in (512, 7):
         batched = score(method, inputs, table, chunk=chunk)
         assert len(batched) == len(expected) == 30
         for got, want in zip(batched, expected, strict=True):
             np.testing.assert_array_equal(got["labels"], want["labels"])
+            ulps = 4 * np.finfo(np.float32).eps * np.abs(want["logits"]).max()
+            tolerance = 2e-5 if name == "conse" else max(1e-6, ulps)
             np.testing.assert_allclose(got["logits"], want["logits"], rtol=0, atol=tolerance)
             np.testing.assert_array_equal(got["logits"].argmax(1), want["logits"].argmax(1))
 
