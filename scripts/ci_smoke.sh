@@ -29,6 +29,9 @@ wipe_outputs() {
 main() {
   cd "$(dirname "${BASH_SOURCE[0]}")/.."
   export PATH="$PWD/.venv/bin:$PATH" DVC_NO_ANALYTICS=1
+  # The tests' smoke run (FEWSHOT_SMOKE_SNAPSHOT) trained with one torch thread per process
+  # (tests/conftest.py): the thread count moves trained weights, so this run uses the same.
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
   out="${CI_OUT:-reports/ci}"
   mkdir -p "$out"
   if [[ -n "$(git status --porcelain --untracked-files=no)" ]]; then

@@ -13,13 +13,20 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-import yaml
+# One torch (OpenMP) thread per test process and per stage a test runs (they inherit it): `make
+# test` runs one xdist worker per core, and two-thread processes on two busy cores mostly wait on
+# each other (make test 620 -> 502 s on the 2-core Intel Xeon, docs/results.md). The thread count
+# moves trained weights by a float reduction's order, so scripts/ci_smoke.sh, whose run is
+# compared --exact with the smoke run of these tests, uses the same.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from fewshot.core import params as params_lib
-from fewshot.core.typed import merged
-from fewshot.tools.series import make_series_folder
-from fewshot.tools.shapes import make_image_folder
+import pytest  # noqa: E402  (after the thread count: torch reads it when first imported)
+import yaml  # noqa: E402
+
+from fewshot.core import params as params_lib  # noqa: E402
+from fewshot.core.typed import merged  # noqa: E402
+from fewshot.tools.series import make_series_folder  # noqa: E402
+from fewshot.tools.shapes import make_image_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
