@@ -61,9 +61,9 @@ def test_batched_scoring_equals_episode_by_episode(setup, name, options, n_shot)
     logit, whichever is larger, and the same predicted class for every query, in episode order;
     chunks smaller than the file change nothing. The text methods project every class's text in
     one matrix product where the loop projects an episode's: the kernel picked for the row count
-    rounds differently on some CPUs (max |diff| 0 on AMD EPYC; 2.9e-6 at logits of 10 on an Intel
-    Xeon, 3 ulps). ConSE within 2e-5: its 1000-way softmax and top-k mix amplify that rounding
-    (observed 7e-6 at scale 10)."""
+    rounds differently on some CPUs (max |diff| below 1e-6 on an AMD EPYC; 2.9e-6 at logits of
+    10 on an Intel Xeon, 3 ulps). ConSE within 2e-5: its 1000-way softmax and top-k mix amplify
+    that rounding (observed 7e-6 at scale 10)."""
     inputs, _, _ = setup
     items, _ = _items_and_features()
     sampler = EpisodeSampler(items[items["class_id"] >= f"c{TRAIN_CLASSES:02d}"],
